@@ -1,0 +1,320 @@
+"""The post-training quantization pipeline: prepare -> observe -> ranges -> record -> models.
+
+    result = amct_nb.quantize("model.onnx", calibration_data)
+    result.save("outputs/calibration", prefix="model")
+
+Each step is also a function of its own (:func:`prepare`, :func:`collect_stats`, :func:`build`),
+so a notebook can observe once and rebuild in a second after changing per-layer settings.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from .config import QuantConfig
+from .errors import AmctError, DataError, ModelError, OutputError
+from .export import build_deploy, build_fake_quant
+from .feeds import input_specs
+from .io import check_output_dir, output_lock, save_model_file, _os_error
+from .model import fit_ir_version, load_model
+from .observe import DEFAULT_BATCH_BYTES, float_tensors, make_session, observe
+from .passes import constants_to_initializers, fold_batchnorm, infer_shapes, name_nodes, remove_noops, upgrade_opset
+from .plan import QuantPlan, plan_from_record, quant_points, record_from_stats
+from .probe import int8_saturates, pair_guard_exact, platform_report
+from .record import Record
+from .registry import Layer, find_layers
+
+__all__ = ["Prepared", "QuantResult", "prepare", "collect_stats", "build", "quantize", "resolve_guard", "sample_feeds"]
+
+log = logging.getLogger("amct_nb")
+
+
+@dataclass
+class Prepared:
+    """A loaded, validated and prepared (BN-folded) model with its quantizable layers."""
+
+    original: onnx.ModelProto
+    model: onnx.ModelProto
+    layers: list[Layer]
+    notes: list[str] = field(default_factory=list)
+    source: str | None = None
+
+    @property
+    def name(self) -> str:
+        return Path(self.source).stem if self.source else (self.original.graph.name or "model")
+
+    def layer(self, name: str) -> Layer:
+        for l in self.layers:
+            if l.name == name:
+                return l
+        raise KeyError(name)
+
+
+def prepare(model, config: QuantConfig | None = None) -> Prepared:
+    """Load, validate and prepare a model: unique node names, opset >= 13, Constant weights as
+    initializers, no-op nodes removed, BatchNorm folded, shapes inferred. The input is not modified."""
+    cfg = config or QuantConfig()
+    source = str(model) if isinstance(model, (str, os.PathLike)) else None
+    original = load_model(model)
+    m, notes = original, []
+    steps = [name_nodes, upgrade_opset, constants_to_initializers, remove_noops]
+    for step in steps:
+        m, n = step(m)
+        notes += n
+    if cfg.do_fusion:
+        m, n = fold_batchnorm(m, cfg.skip_fusion_layers)
+        notes += n
+    m, n = infer_shapes(m)
+    notes += n
+    fit_ir_version(m)
+    layers = find_layers(m)
+    for note in notes:
+        log.info("prepare: %s", note)
+    return Prepared(original, m, layers, notes, source)
+
+
+def sample_feeds(data, specs, batch_size: int = 1):
+    """Feeds from calibration data (see :func:`amct_nb.feeds.as_feeds` for what is accepted)."""
+    from .feeds import as_feeds
+
+    return as_feeds(data, specs, batch_size)
+
+
+def _total(data) -> int | None:
+    try:
+        return len(data)
+    except TypeError:
+        return None
+
+
+def collect_stats(
+    prepared: Prepared,
+    data,
+    *,
+    tensors: list[str] | None = None,
+    all_tensors: bool = False,
+    progress: bool = True,
+    cancel: threading.Event | None = None,
+    batch_bytes: int = DEFAULT_BATCH_BYTES,
+    on_batch=None,
+) -> dict:
+    """One streaming pass: statistics of every tensor any config could quantize (or of all
+    float tensors with ``all_tensors``), so settings can change later without re-running."""
+    if tensors is None:
+        can = [l for l in prepared.layers if l.quantizable]
+        tensors = float_tensors(prepared.model) if all_tensors else quant_points(prepared.model, can, True)
+    specs = input_specs(prepared.model)
+    feeds = sample_feeds(data, specs)
+    return observe(prepared.model, feeds, tensors, progress=progress, total=_total(data), cancel=cancel,
+                   batch_bytes=batch_bytes, on_batch=on_batch)
+
+
+def resolve_guard(mode: str) -> tuple[str, str]:
+    """(guard, why) for a config's ``saturation_guard`` on this machine."""
+    sat = int8_saturates()
+    if mode == "off":
+        return "none", "saturation guard turned off" + (" (this CPU's int8 kernels saturate!)" if sat else "")
+    if mode == "reduce_range":
+        return "reduce_range", "7-bit weights requested (reduce_range)"
+    if sat and not pair_guard_exact():
+        return "reduce_range", "this CPU's int8 kernels saturate in an unknown pattern: 7-bit weights"
+    if mode == "always":
+        return "pairs", ("this CPU's int8 kernels saturate (no VNNI): " if sat else "portable int8 (no saturation on CPUs without VNNI): ") + "adjacent weight pairs kept within |a|+|b|<=128"
+    if sat:
+        return "pairs", "this CPU's int8 kernels saturate (no VNNI): adjacent weight pairs kept within |a|+|b|<=128"
+    return "none", "this CPU's int8 kernels do not saturate: weights unchanged"
+
+
+@dataclass
+class QuantResult:
+    """Everything one calibration produced; :meth:`save` writes AMCT's files."""
+
+    prepared: Prepared
+    config: QuantConfig
+    record: Record
+    plan: QuantPlan
+    stats: dict
+    fake_quant_model: onnx.ModelProto
+    deploy_model: onnx.ModelProto
+    guard: str
+    guard_reason: str
+    log_lines: list[str] = field(default_factory=list)
+
+    @property
+    def quantized_layers(self) -> list[str]:
+        return list(self.plan.layers)
+
+    @property
+    def float_layers(self) -> dict[str, str]:
+        return dict(self.plan.float_layers)
+
+    def report(self) -> dict:
+        """What was quantized, what stayed float and why, and sizes."""
+        orig = self.prepared.original.ByteSize()
+        dep = self.deploy_model.ByteSize()
+        return {
+            "model": self.prepared.name,
+            "quantized_layers": [
+                {"name": n, "op_type": l.op_type, "channel_wise": l.axis is not None, "weight_bits": l.weight_bits,
+                 "pairs_adjusted": l.pairs_fixed}
+                for n, l in self.plan.layers.items()
+            ],
+            "float_layers": [{"name": n, "reason": r} for n, r in self.plan.float_layers.items()],
+            "quantized_tensors": len(self.plan.tensors),
+            "float_tensors": [{"name": n, "reason": r} for n, r in self.plan.float_tensors.items()],
+            "saturation_guard": {"mode": self.guard, "reason": self.guard_reason, "pairs_adjusted": self.plan.pairs_fixed,
+                                 **platform_report()},
+            "prepare": list(self.prepared.notes),
+            "size_bytes": {"original": orig, "deploy": dep, "ratio": round(dep / max(orig, 1), 4)},
+        }
+
+    def paths(self, outdir, prefix: str | None = None) -> dict[str, Path]:
+        out = Path(outdir)
+        name = prefix or self.prepared.name
+        return {
+            "fake_quant": out / f"{name}_fake_quant_model.onnx",
+            "deploy": out / f"{name}_deploy_model.onnx",
+            "quant_json": out / f"{name}_quant.json",
+            "report": out / f"{name}_report.json",
+            "config": out / "tmp" / "config.json",
+            "record": out / "tmp" / "record.txt",
+            "modified": out / "tmp" / "modified_model.onnx",
+            "log": out / "amct_log" / "amct_onnx.log",
+        }
+
+    def save(self, outdir, prefix: str | None = None) -> dict[str, Path]:
+        """Write the AMCT-named outputs into ``outdir`` (atomically, under a folder lock).
+
+        Every file is first written into a staging folder inside ``outdir`` and then renamed into
+        place, so a failure (disk full, permission) leaves the previous outputs untouched and no
+        partial model behind. Returns the paths written.
+        """
+        check_output_dir(outdir, self.prepared.source)
+        paths = self.paths(outdir, prefix)
+        files = {
+            "fake_quant": self.fake_quant_model,
+            "deploy": self.deploy_model,
+            "modified": modified_model(self),
+            "config": self.config.to_json(self.prepared.layers),
+            "record": self.record.to_text(),
+            "quant_json": json.dumps(fusion_info(self.prepared), indent=2) + "\n",
+            "report": json.dumps(self.report(), indent=2) + "\n",
+            "log": "\n".join(self.log_lines) + "\n",
+        }
+        with output_lock(outdir) as out:
+            stage = Path(tempfile.mkdtemp(prefix=".amct-nb-staging-", dir=out))
+            try:
+                staged = {}
+                for key, content in files.items():
+                    target = stage / paths[key].relative_to(out)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    if isinstance(content, onnx.ModelProto):
+                        save_model_file(content, target)
+                    else:
+                        target.write_text(content)
+                    staged[key] = target
+                for key, src in staged.items():
+                    paths[key].parent.mkdir(parents=True, exist_ok=True)
+                    for extra in src.parent.glob(src.name + ".data"):
+                        os.replace(extra, paths[key].parent / extra.name)
+                    os.replace(src, paths[key])
+            except OSError as e:
+                raise _os_error(out, e) from e
+            finally:
+                shutil.rmtree(stage, ignore_errors=True)
+        log.info("saved %s", ", ".join(str(p) for p in paths.values()))
+        return paths
+
+
+def modified_model(result: QuantResult) -> onnx.ModelProto:
+    """AMCT's tmp/modified_model.onnx: the prepared (BN-folded) float model, with the tensors to
+    observe listed in its metadata so :class:`amct_nb.amct.InferenceSession` can calibrate it."""
+    m = onnx.ModelProto()
+    m.CopyFrom(result.prepared.model)
+    can = [l for l in result.prepared.layers if l.quantizable]
+    props = {p.key: p.value for p in m.metadata_props}
+    props["amct_nb.kind"] = "modified"
+    props["amct_nb.observe"] = json.dumps(quant_points(m, can, True))
+    del m.metadata_props[:]
+    for k in sorted(props):
+        m.metadata_props.append(onnx.StringStringEntryProto(key=k, value=props[k]))
+    return m
+
+
+def fusion_info(prepared: Prepared) -> dict:
+    """AMCT's ``<prefix>_quant.json``: which BatchNorm went into which layer."""
+    fused = {}
+    for note in prepared.notes:
+        if note.startswith("BN ") and " folded into " in note:
+            bn, layer = note[3:].split(" folded into ")
+            fused.setdefault(layer, []).append(bn)
+    return {"fusion_info": {k: v for k, v in sorted(fused.items())}}
+
+
+def build(prepared: Prepared, config: QuantConfig | None, stats: dict, *, record: Record | None = None) -> QuantResult:
+    """Ranges, record, plan and both models from statistics (or from a given record)."""
+    cfg = (config or QuantConfig()).copy().validate([l.name for l in prepared.layers])
+    guard, why = resolve_guard(cfg.saturation_guard)
+    lines = [f"amct-nb: model {prepared.name}", *[f"prepare: {n}" for n in prepared.notes], f"saturation guard: {guard} ({why})"]
+    float_layers, float_tensors_ = {}, {}
+    if record is None:
+        record, float_layers, float_tensors_ = record_from_stats(prepared.model, prepared.layers, cfg, stats, guard)
+    else:
+        done = set(record.layers)
+        float_layers = {l.name: (l.reason or "not in the record") for l in prepared.layers if l.name not in done}
+    plan = plan_from_record(prepared.model, prepared.layers, cfg, record, guard, float_layers, float_tensors_)
+    if not plan.layers:
+        raise AmctError(
+            "no layer could be quantized: "
+            + ("; ".join(f"{k}: {v}" for k, v in list(plan.float_layers.items())[:5]) or "the model has no Conv/Gemm/MatMul/ConvTranspose with constant weights")
+            + ": check the config (quant_enable) and the model"
+        )
+    fake = build_fake_quant(prepared.model, plan)
+    deploy = build_deploy(prepared.model, plan)
+    _check_outputs(fake, deploy)
+    for n, l in plan.layers.items():
+        tq = plan.tensors[l.activation]
+        lines.append(f"layer {n} ({l.op_type}): scale_d {float(tq.scale):.6g} zp {tq.zero_point}, "
+                     f"{'per-channel' if l.axis is not None else 'per-tensor'} weights, {l.pairs_fixed} pair(s) adjusted")
+    for n, r in plan.float_layers.items():
+        lines.append(f"layer {n} left float: {r}")
+    for n, r in plan.float_tensors.items():
+        lines.append(f"tensor {n} left float: {r}")
+    for line in lines:
+        log.info("%s", line)
+    return QuantResult(prepared, cfg, record, plan, stats, fake, deploy, guard, why, lines)
+
+
+def _check_outputs(fake: onnx.ModelProto, deploy: onnx.ModelProto) -> None:
+    for name, m in (("fake-quant", fake), ("deploy", deploy)):
+        try:
+            if m.ByteSize() < 2**31:
+                onnx.checker.check_model(m)
+        except onnx.checker.ValidationError as e:  # a bug of ours: never write such a file
+            raise AmctError(f"internal error: the {name} model fails the ONNX checker ({str(e).splitlines()[0]}); "
+                            "please report this with the model") from e
+    make_session(deploy)
+
+
+def quantize(model, data, config: QuantConfig | None = None, *, progress: bool = True,
+             cancel: threading.Event | None = None, batch_bytes: int = DEFAULT_BATCH_BYTES) -> QuantResult:
+    """Calibrate ``model`` on ``data`` and return the fake-quant and deploy models.
+
+    ``model``: path, bytes or ModelProto. ``data``: an iterable of feeds (array or dict per feed),
+    an array whose first axis is samples, or a path (.npy, .npz, image folder, folder of .npz).
+    """
+    cfg = (config or QuantConfig()).copy()
+    prepared = prepare(model, cfg)
+    cfg.validate([l.name for l in prepared.layers])
+    stats = collect_stats(prepared, data, progress=progress, cancel=cancel, batch_bytes=batch_bytes)
+    return build(prepared, cfg, stats)

@@ -1,0 +1,256 @@
+"""Load and validate ONNX models, and index their graphs (producers, consumers, weights)."""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from .errors import ModelError
+
+__all__ = [
+    "load_model",
+    "GraphIndex",
+    "KNOWN_DOMAINS",
+    "model_opset",
+    "fit_ir_version",
+    "tensor_elem_types",
+    "serialize",
+]
+
+#: Operator domains that ONNX Runtime's CPU build runs without extra libraries.
+KNOWN_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml", "com.microsoft", "ai.onnx.preview.training"})
+
+_TWO_GB = 2**31
+
+
+def model_opset(model: onnx.ModelProto) -> int:
+    """The opset version of the default ONNX domain (0 when the model imports none)."""
+    for op in model.opset_import:
+        if op.domain in ("", "ai.onnx"):
+            return int(op.version)
+    return 0
+
+
+def fit_ir_version(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Lower ``model.ir_version`` to the smallest one its opsets need, when it is higher.
+
+    onnx >= 1.21 stamps IR versions that older ONNX Runtime builds refuse to load; the
+    smallest IR version that covers the opsets is what every runtime accepts.
+    """
+    try:
+        need = onnx.helper.find_min_ir_version_for(list(model.opset_import), ignore_unknown=True)
+    except Exception:  # unknown domain versions: keep what the model says
+        return model
+    if model.ir_version > need:
+        model.ir_version = max(need, 7)
+    return model
+
+
+def _describe_file(path: Path) -> str:
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if head.startswith(b"PK"):
+        return " (it looks like a zip archive: extract the .onnx file first)"
+    if head.startswith(b"\x89HDF") or head.startswith(b"\x80"):
+        return " (it looks like a pickle/HDF5 file: export the model to ONNX first)"
+    if head[:1] in (b"{", b"[") or head.startswith(b"<"):
+        return " (it looks like a text file)"
+    return ""
+
+
+def load_model(model, *, check: bool = True) -> onnx.ModelProto:
+    """Load an ONNX model from a path, bytes or a ModelProto and validate it.
+
+    The model file is only read, never written. External data next to the file is loaded.
+    Raises :class:`ModelError` with the problem and the fix for a missing, truncated,
+    non-ONNX or invalid file, and for operators from custom domains ONNX Runtime cannot run.
+    """
+    if isinstance(model, onnx.ModelProto):
+        proto = onnx.ModelProto()
+        proto.CopyFrom(model)
+        base = None
+    elif isinstance(model, (bytes, bytearray)):
+        proto = _parse(bytes(model), "<bytes>")
+        base = None
+    elif isinstance(model, (str, os.PathLike)):
+        path = Path(model)
+        if not path.exists():
+            raise ModelError(f"model file not found: {path}: check the path (current folder: {os.getcwd()})")
+        if path.is_dir():
+            raise ModelError(f"{path} is a folder, not an ONNX file: pass the path of the .onnx file inside it")
+        if path.stat().st_size == 0:
+            raise ModelError(f"{path} is empty (0 bytes): re-export or re-copy the model")
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            raise ModelError(f"cannot read {path}: {e.strerror}: check the file's permissions") from e
+        proto = _parse(data, str(path), hint=_describe_file(path))
+        base = path.parent
+    else:
+        raise ModelError(
+            f"expected a path, bytes or onnx.ModelProto, got {type(model).__name__}: "
+            "pass the model file's path or onnx.load(path)"
+        )
+    if base is not None and _has_external_data(proto):
+        try:
+            onnx.external_data_helper.load_external_data_for_model(proto, str(base))
+        except (OSError, ValueError) as e:
+            raise ModelError(
+                f"the model's external data cannot be read ({e}): keep the data files next to "
+                f"the .onnx file, as saved, in {base}"
+            ) from e
+    if check:
+        validate(proto)
+    return proto
+
+
+def _parse(data: bytes, where: str, hint: str = "") -> onnx.ModelProto:
+    proto = onnx.ModelProto()
+    try:
+        proto.ParseFromString(data)
+    except Exception as e:  # google.protobuf.message.DecodeError
+        raise ModelError(
+            f"{where} is not a readable ONNX file{hint}: the protobuf data does not parse ({e}); "
+            "the file is truncated or in another format: re-export or re-download it"
+        ) from e
+    if not proto.HasField("graph") or (len(proto.graph.node) == 0 and len(proto.graph.output) == 0):
+        raise ModelError(
+            f"{where} holds no ONNX graph{hint}: the file is truncated or not an ONNX model: "
+            "re-export or re-download it"
+        )
+    return proto
+
+
+def _has_external_data(proto: onnx.ModelProto) -> bool:
+    return any(
+        t.data_location == onnx.TensorProto.EXTERNAL
+        for t in onnx.external_data_helper._get_all_tensors(proto)
+    )
+
+
+def validate(proto: onnx.ModelProto) -> None:
+    """Raise :class:`ModelError` if the model fails the ONNX checker or uses unknown domains."""
+    if model_opset(proto) == 0 and not any(n.domain == "" for n in proto.graph.node):
+        pass
+    custom = defaultdict(set)
+    local_functions = {(f.domain, f.name) for f in proto.functions}
+    for node in _all_nodes(proto.graph):
+        if node.domain not in KNOWN_DOMAINS and (node.domain, node.op_type) not in local_functions:
+            custom[node.domain].add(node.op_type)
+    if custom:
+        desc = "; ".join(f"'{d}': {', '.join(sorted(ops))}" for d, ops in sorted(custom.items()))
+        raise ModelError(
+            f"the model uses custom operators that ONNX Runtime cannot run without their library ({desc}): "
+            "replace them with standard ONNX operators when exporting, or quantize the model "
+            "in a runtime that has the library"
+        )
+    try:
+        if proto.ByteSize() < _TWO_GB:
+            onnx.checker.check_model(proto)
+        else:
+            onnx.checker.check_model(_without_data(proto))
+    except (onnx.checker.ValidationError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else repr(e)
+        raise ModelError(
+            f"the model fails the ONNX checker: {first}. Fix the exporter's output "
+            "(onnx.checker.check_model shows the full report) and try again"
+        ) from e
+
+
+def _without_data(proto: onnx.ModelProto) -> onnx.ModelProto:
+    light = onnx.ModelProto()
+    light.CopyFrom(proto)
+    for t in light.graph.initializer:
+        t.ClearField("raw_data")
+        t.ClearField("float_data")
+    return light
+
+
+def _all_nodes(graph: onnx.GraphProto):
+    for node in graph.node:
+        yield node
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                yield from _all_nodes(attr.g)
+            elif attr.type == onnx.AttributeProto.GRAPHS:
+                for g in attr.graphs:
+                    yield from _all_nodes(g)
+
+
+def tensor_elem_types(model: onnx.ModelProto) -> dict[str, int]:
+    """Element type of every typed value in the main graph (inputs, outputs, value_info, weights)."""
+    g = model.graph
+    types = {}
+    for vi in list(g.input) + list(g.output) + list(g.value_info):
+        if vi.type.HasField("tensor_type"):
+            types[vi.name] = vi.type.tensor_type.elem_type
+    for init in g.initializer:
+        types[init.name] = init.data_type
+    return types
+
+
+def serialize(model: onnx.ModelProto) -> bytes:
+    """Deterministic serialization of a model (< 2 GB)."""
+    return model.SerializeToString(deterministic=True)
+
+
+class GraphIndex:
+    """Producer/consumer maps and constant weights of a graph, for read-only queries."""
+
+    def __init__(self, graph: onnx.GraphProto):
+        self.graph = graph
+        self.producer: dict[str, onnx.NodeProto] = {}
+        self.consumers: dict[str, list[onnx.NodeProto]] = defaultdict(list)
+        for node in graph.node:
+            for out in node.output:
+                if out:
+                    self.producer[out] = node
+            for inp in node.input:
+                if inp:
+                    self.consumers[inp].append(node)
+            # tensors used inside subgraphs count as consumed by the node that owns them
+            for attr in node.attribute:
+                subs = [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs)
+                for sub in subs:
+                    for name in _outer_names(sub):
+                        if node not in self.consumers[name]:
+                            self.consumers[name].append(node)
+        self.initializers = {t.name: t for t in graph.initializer}
+        self.graph_inputs = [i.name for i in graph.input if i.name not in self.initializers]
+        self.graph_outputs = [o.name for o in graph.output]
+        self._arrays: dict[str, np.ndarray] = {}
+
+    def is_const(self, name: str) -> bool:
+        return name in self.initializers
+
+    def array(self, name: str) -> np.ndarray:
+        if name not in self._arrays:
+            self._arrays[name] = numpy_helper.to_array(self.initializers[name])
+        return self._arrays[name]
+
+    def single_consumer(self, name: str):
+        cons = self.consumers.get(name, [])
+        if len(cons) == 1 and name not in self.graph_outputs:
+            return cons[0]
+        return None
+
+
+def _outer_names(graph: onnx.GraphProto) -> set[str]:
+    """Names a subgraph reads from its enclosing scope."""
+    defined = {i.name for i in graph.input} | {t.name for t in graph.initializer}
+    used = set()
+    for node in graph.node:
+        for inp in node.input:
+            if inp and inp not in defined:
+                used.add(inp)
+        for attr in node.attribute:
+            subs = [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs)
+            for sub in subs:
+                used |= _outer_names(sub) - defined
+        defined.update(o for o in node.output if o)
+    return used

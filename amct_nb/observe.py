@@ -1,0 +1,169 @@
+"""Activation statistics in one streaming ONNX Runtime pass over the calibration data.
+
+The tensors to observe become extra graph outputs of a copy of the model; each batch's
+outputs are folded into :class:`~amct_nb.stats.TensorStats` and dropped, so memory depends on
+the batch size and the number of tensors, never on the number of calibration samples.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from typing import Callable, Iterable
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import helper
+
+from .errors import Cancelled, DataError, ModelError
+from .feeds import InputSpec, check_feed, input_specs, rebatch
+from .model import fit_ir_version, tensor_elem_types
+from .stats import TensorStats
+
+__all__ = ["observe", "float_tensors", "make_session", "with_outputs", "DEFAULT_BATCH_BYTES"]
+
+#: Budget for the observed tensors of one batch; sets how many samples go into one ORT run.
+DEFAULT_BATCH_BYTES = 96 * 2**20
+
+
+def make_session(model: onnx.ModelProto, *, threads: int | None = None, optimize: bool = True,
+                 options: ort.SessionOptions | None = None) -> ort.InferenceSession:
+    """An ONNX Runtime CPU session for a ModelProto (errors become ModelError)."""
+    so = options or ort.SessionOptions()
+    if threads:
+        so.intra_op_num_threads = threads
+    so.log_severity_level = 3
+    if not optimize:
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    fit_ir_version(m)
+    try:
+        if m.ByteSize() < 2**31:
+            return ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        import os
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as d:
+            p = os.path.join(d, "model.onnx")
+            onnx.save(m, p, save_as_external_data=True, location="model.data")
+            return ort.InferenceSession(p, so, providers=["CPUExecutionProvider"])
+    except Exception as e:
+        msg = str(e).strip().splitlines()[-1] if str(e).strip() else repr(e)
+        raise ModelError(
+            f"ONNX Runtime cannot load the model: {msg}. Check that the model runs in onnxruntime "
+            f"{ort.__version__} (python -c \"import onnxruntime as o; o.InferenceSession('model.onnx')\")"
+        ) from e
+
+
+def float_tensors(model: onnx.ModelProto) -> list[str]:
+    """Names of the float32 activation tensors of the main graph, in graph order."""
+    types = tensor_elem_types(model)
+    inits = {t.name for t in model.graph.initializer}
+    names = [i.name for i in model.graph.input if i.name not in inits]
+    for n in model.graph.node:
+        names.extend(o for o in n.output if o)
+    f32 = onnx.TensorProto.FLOAT
+    return [n for n in names if types.get(n, f32) == f32 and n not in inits and types.get(n) is not None]
+
+
+def with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
+    """A copy of the model that also outputs ``names`` (float32 tensors)."""
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    have = {o.name for o in m.graph.output}
+    types = tensor_elem_types(m)
+    for n in names:
+        if n not in have:
+            m.graph.output.append(helper.make_tensor_value_info(n, types.get(n, onnx.TensorProto.FLOAT), None))
+            have.add(n)
+    return m
+
+
+def _bytes_per_sample(model: onnx.ModelProto, names: list[str]) -> float | None:
+    shapes = {}
+    for vi in list(model.graph.value_info) + list(model.graph.input) + list(model.graph.output):
+        dims = vi.type.tensor_type.shape.dim
+        shapes[vi.name] = [d.dim_value if d.HasField("dim_value") else None for d in dims]
+    total = 0
+    for n in names:
+        s = shapes.get(n)
+        if s is None or any(d is None for d in s[1:]):
+            return None
+        total += 4 * math.prod(s[1:]) if len(s) > 1 else 4
+    return float(total)
+
+
+def observe(
+    model: onnx.ModelProto,
+    data: Iterable,
+    tensors: list[str],
+    *,
+    batch_bytes: int = DEFAULT_BATCH_BYTES,
+    max_batch: int = 64,
+    progress: bool = True,
+    total: int | None = None,
+    cancel: threading.Event | None = None,
+    on_batch: Callable[[int, int], None] | None = None,
+    threads: int | None = None,
+) -> dict[str, TensorStats]:
+    """Run ``data`` through ``model`` once and collect statistics of ``tensors``.
+
+    ``data`` yields feeds (dict or array, each a complete model input). For models with a
+    dynamic batch axis, consecutive feeds are concatenated into runs of about ``batch_bytes`` of
+    observed activations. ``cancel`` (a threading.Event) stops the pass between batches with
+    :class:`Cancelled`. Raises DataError for feeds that do not fit the model or when ``data``
+    is empty.
+    """
+    specs = input_specs(model)
+    tensors = list(dict.fromkeys(tensors))
+    sess = make_session(with_outputs(model, tensors), threads=threads)
+    out_names = [o.name for o in sess.get_outputs()]
+    pick = [out_names.index(t) for t in tensors]
+    stats = {t: TensorStats(t) for t in tensors}
+    bps = _bytes_per_sample(model, tensors)
+    target = max(1, min(max_batch, int(batch_bytes // bps))) if bps else 1
+
+    def checked():
+        for i, feed in enumerate(data):
+            if cancel is not None and cancel.is_set():
+                raise Cancelled("calibration cancelled by the user; nothing was written")
+            yield check_feed(feed, specs, i)
+
+    bar = None
+    if progress:
+        try:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=total, desc="calibrating", unit="sample", leave=False)
+        except ImportError:
+            bar = None
+    seen = 0
+    try:
+        for feed in rebatch(checked(), specs, target):
+            try:
+                outs = sess.run(None, feed)
+            except Exception as e:
+                msg = str(e).strip().splitlines()[-1] if str(e).strip() else repr(e)
+                raise DataError(
+                    f"ONNX Runtime failed on calibration batch {seen}: {msg}: check that the data has the "
+                    f"shapes and types the model expects ({'; '.join(s.describe() for s in specs)})"
+                ) from e
+            for t, i in zip(tensors, pick):
+                stats[t].update(outs[i])
+            del outs
+            n = next(iter(feed.values())).shape[0] if specs and specs[0].batch_dynamic else 1
+            seen += n
+            if bar is not None:
+                bar.update(n)
+            if on_batch is not None:
+                on_batch(seen, total or 0)
+            if cancel is not None and cancel.is_set():
+                raise Cancelled("calibration cancelled by the user; nothing was written")
+    finally:
+        if bar is not None:
+            bar.close()
+    if seen == 0:
+        raise DataError("no calibration data: the data source yielded no samples: pass at least one sample")
+    return stats

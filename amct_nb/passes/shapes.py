@@ -1,0 +1,39 @@
+"""Shape inference: ONNX's own, then ONNX Runtime's symbolic one where dims stay unknown."""
+
+from __future__ import annotations
+
+import onnx
+
+__all__ = ["infer_shapes"]
+
+
+def infer_shapes(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
+    """Return a copy of the model with ``value_info`` filled in as far as inference can go.
+
+    Failures of inference are not fatal: quantization needs element types (known from the
+    runtime anyway) more than shapes, so a model whose shapes cannot be inferred keeps what it had.
+    """
+    notes = []
+    try:
+        out = onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=False, data_prop=True)
+    except Exception as e:
+        out = onnx.ModelProto()
+        out.CopyFrom(model)
+        notes.append(f"ONNX shape inference failed ({str(e).splitlines()[0] if str(e) else e!r}); shapes left as declared")
+    if _has_unknown(out):
+        try:
+            from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+            sym = SymbolicShapeInference.infer_shapes(out, auto_merge=True, guess_output_rank=False)
+            if sym is not None:
+                out = sym
+                notes.append("symbolic shape inference (onnxruntime) filled unknown dimensions")
+        except Exception:  # symbolic inference is best effort
+            pass
+    return out, notes
+
+
+def _has_unknown(model: onnx.ModelProto) -> bool:
+    names = {o for n in model.graph.node for o in n.output if o}
+    known = {vi.name for vi in model.graph.value_info} | {o.name for o in model.graph.output}
+    return bool(names - known)

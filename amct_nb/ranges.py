@@ -1,0 +1,218 @@
+"""Clip ranges from statistics: minmax, percentile, entropy (KL) and MSE search.
+
+Each algorithm is a pure function ``(TensorStats, QuantSpec) -> (lo, hi)``; the scale and zero
+point then come from :func:`amct_nb.quant.compute_qparams`, the same for all algorithms.
+
+The MSE search (AMCT's IFMR/HFMG idea: pick the clip that minimises the quantization error)
+integrates the error exactly over each histogram bin, assuming values are spread uniformly
+within a bin: rounding error inside the clip range and clipping error outside it both count.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .quant import compute_qparams, qrange
+from .stats import Histogram, TensorStats
+
+__all__ = ["RangeSpec", "ALGORITHMS", "compute_range", "expected_mse", "range_errors"]
+
+_SEARCH_BINS = 2048
+
+
+@dataclass(frozen=True)
+class RangeSpec:
+    """How to pick one tensor's range: algorithm and grid."""
+
+    algo: str = "mse"
+    bits: int = 8
+    symmetric: bool = False
+    signed: bool = False
+    percentile: float = 99.99
+    search_start: float = 0.05  # smallest clip tried, as a fraction of the observed extreme
+    search_steps: int = 96
+
+
+def _grid(spec: RangeSpec) -> tuple[int, int]:
+    return qrange(spec.bits, spec.signed)
+
+
+def _qp(lo, hi, spec):
+    return compute_qparams(lo, hi, bits=spec.bits, symmetric=spec.symmetric, signed=spec.signed)
+
+
+# ---------------------------------------------------------------------------------------
+# exact expected squared error of quantizing a histogram with given grids
+# ---------------------------------------------------------------------------------------
+def _round_err_integral(t: np.ndarray) -> np.ndarray:
+    """P(t) = integral_0^t (v - round(v))^2 dv for any real t (per unit grid)."""
+    fl = np.floor(t)
+    f = t - fl
+    part = np.where(f <= 0.5, f**3 / 3.0, 1.0 / 24.0 + ((f - 1.0) ** 3 + 0.125) / 3.0)
+    return fl / 12.0 + part
+
+
+def expected_mse(hist: Histogram, scale: np.ndarray, zp: np.ndarray, qmin: int, qmax: int) -> np.ndarray:
+    """Sum over bins of the squared quantization error, for each candidate (scale, zp).
+
+    ``scale`` and ``zp`` are 1-D arrays of candidates; returns one error per candidate
+    (in units of value^2 x count).
+    """
+    edges = hist.edges
+    a, b = edges[:-1][None, :], edges[1:][None, :]
+    dens = (hist.counts / np.diff(edges))[None, :]
+    s = np.asarray(scale, np.float64)[:, None]
+    z = np.asarray(zp, np.float64)[:, None]
+    lo_c, hi_c = (qmin - z) * s, (qmax - z) * s
+    # below the clip range
+    ab = np.minimum(b, lo_c)
+    below = np.where(ab > a, ((ab - lo_c) ** 3 - (a - lo_c) ** 3) / 3.0, 0.0)
+    # above the clip range
+    aa = np.maximum(a, hi_c)
+    above = np.where(b > aa, ((b - hi_c) ** 3 - (aa - hi_c) ** 3) / 3.0, 0.0)
+    # inside: periodic rounding error, grid points at lo_c + k * s
+    ma, mb = np.maximum(a, lo_c), np.minimum(b, hi_c)
+    inside = np.where(
+        mb > ma, s**3 * (_round_err_integral((mb - lo_c) / s) - _round_err_integral((ma - lo_c) / s)), 0.0
+    )
+    return ((below + above + inside) * dens).sum(axis=1)
+
+
+def _candidates_mse(hist: Histogram, los: np.ndarray, his: np.ndarray, spec: RangeSpec):
+    qmin, qmax = _grid(spec)
+    sc, zs = zip(*(_qp(l, h, spec) for l, h in zip(los, his)))
+    return expected_mse(hist, np.array(sc, np.float64), np.array(zs), qmin, qmax)
+
+
+# ---------------------------------------------------------------------------------------
+# algorithms
+# ---------------------------------------------------------------------------------------
+def range_minmax(st: TensorStats, spec: RangeSpec) -> tuple[float, float]:
+    return st.min, st.max
+
+
+def _quantile(hist: Histogram, q: float) -> float:
+    c = np.cumsum(hist.counts)
+    if c[-1] <= 0:
+        return 0.0
+    target = q * c[-1]
+    i = int(np.searchsorted(c, target))
+    i = min(i, len(c) - 1)
+    prev = c[i - 1] if i > 0 else 0.0
+    frac = (target - prev) / hist.counts[i] if hist.counts[i] > 0 else 0.0
+    e = hist.edges
+    return float(e[i] + frac * (e[i + 1] - e[i]))
+
+
+def range_percentile(st: TensorStats, spec: RangeSpec) -> tuple[float, float]:
+    p = spec.percentile / 100.0
+    h = st.histogram()
+    if spec.symmetric or (st.min < 0 < st.max and spec.signed):
+        amax = min(_quantile(h.abs(), p), max(-st.min, st.max))
+        return max(-amax, st.min), min(amax, st.max)
+    lo = st.min if st.min >= 0 else max(_quantile(h, 1.0 - p), st.min)
+    hi = st.max if st.max <= 0 else min(_quantile(h, p), st.max)
+    return lo, hi
+
+
+def range_mse(st: TensorStats, spec: RangeSpec) -> tuple[float, float]:
+    h = st.histogram().coarsen(_SEARCH_BINS)
+    fr = np.linspace(spec.search_start, 1.0, spec.search_steps)
+    if spec.symmetric:
+        amax = max(-st.min, st.max)
+        his = fr * amax
+        err = _candidates_mse(h, -his, his, spec)
+        a = float(his[int(np.argmin(err))])
+        return max(-a, st.min), min(a, st.max)
+    lo, hi = min(st.min, 0.0), max(st.max, 0.0)
+    # coordinate descent: the upper clip, then the lower one, twice
+    for _ in range(2):
+        if hi > 0:
+            cand = fr * max(st.max, 0.0)
+            hi = float(cand[int(np.argmin(_candidates_mse(h, np.full_like(cand, lo), cand, spec)))])
+        if lo < 0:
+            cand = fr * min(st.min, 0.0)
+            lo = float(cand[int(np.argmin(_candidates_mse(h, cand, np.full_like(cand, hi), spec)))])
+    return lo, hi
+
+
+def range_entropy(st: TensorStats, spec: RangeSpec) -> tuple[float, float]:
+    """TensorRT-style KL-divergence threshold on the histogram of |x| (or of x when x >= 0)."""
+    nonneg = st.min >= 0
+    h = (st.histogram() if nonneg else st.histogram().abs()).coarsen(_SEARCH_BINS)
+    # re-grid onto bins starting at 0
+    counts = np.zeros(h.k0 + len(h.counts)) if h.k0 >= 0 else None
+    if counts is None:
+        return range_minmax(st, spec)
+    counts[h.k0 :] = h.counts
+    n = len(counts)
+    levels = (2 ** (spec.bits - 1)) if not nonneg else 2**spec.bits
+    levels = max(2, min(levels // (1 if nonneg else 1), n))
+    if n <= levels:
+        return range_minmax(st, spec)
+    best, best_i = math.inf, n
+    starts = np.unique(np.linspace(levels, n, min(256, n - levels + 1)).astype(int))
+    total = counts.sum()
+    for i in starts:
+        p = counts[:i].copy()
+        p[i - 1] += counts[i:].sum()
+        nz = p > 0
+        # quantize the first i bins into `levels` groups, spreading each group's mass uniformly
+        grp = (np.arange(i) * levels) // i
+        gsum = np.bincount(grp, weights=counts[:i], minlength=levels)
+        gnz = np.bincount(grp, weights=(counts[:i] > 0).astype(float), minlength=levels)
+        q = np.where(counts[:i] > 0, gsum[grp] / np.maximum(gnz[grp], 1), 0.0)
+        q[i - 1] += 0.0
+        pn, qn = p / p.sum(), q / max(q.sum(), 1e-300)
+        valid = nz & (qn > 0)
+        if not valid.any():
+            continue
+        kl = float(np.sum(pn[valid] * np.log(pn[valid] / qn[valid]))) + float(pn[nz & ~(qn > 0)].sum()) * 1e3
+        if kl < best:
+            best, best_i = kl, i
+    thr = best_i * h.width
+    if nonneg:
+        return st.min, min(thr, st.max)
+    return max(-thr, st.min), min(thr, st.max)
+
+
+ALGORITHMS = {
+    "minmax": range_minmax,
+    "percentile": range_percentile,
+    "mse": range_mse,
+    "entropy": range_entropy,
+}
+
+
+def compute_range(st: TensorStats, spec: RangeSpec) -> tuple[float, float]:
+    """Clip range of one tensor; a tensor with no finite values gets (0, 0)."""
+    if st.empty:
+        return 0.0, 0.0
+    try:
+        fn = ALGORITHMS[spec.algo]
+    except KeyError:
+        from .errors import ConfigError
+
+        raise ConfigError(f"unknown range algorithm '{spec.algo}': use one of {', '.join(ALGORITHMS)}") from None
+    lo, hi = fn(st, spec)
+    return float(min(lo, 0.0)), float(max(hi, 0.0))
+
+
+def range_errors(st: TensorStats, spec: RangeSpec) -> dict[str, dict]:
+    """For the UI and reports: each algorithm's range, clipped share and expected MSE on ``st``."""
+    h = st.histogram().coarsen(_SEARCH_BINS)
+    qmin, qmax = _grid(spec)
+    out = {}
+    total = max(h.counts.sum(), 1.0)
+    for name in ALGORITHMS:
+        lo, hi = compute_range(st, RangeSpec(**{**spec.__dict__, "algo": name}))
+        s, z = _qp(lo, hi, spec)
+        mse = float(expected_mse(h, np.array([s], np.float64), np.array([z]), qmin, qmax)[0]) / total
+        e = h.edges
+        lo_c, hi_c = (qmin - z) * float(s), (qmax - z) * float(s)
+        clipped = float(h.counts[(e[1:] > hi_c) | (e[:-1] < lo_c)].sum()) / total
+        out[name] = {"lo": lo, "hi": hi, "scale": float(s), "zero_point": int(z), "mse": float(mse), "clipped": float(clipped)}
+    return out
