@@ -5,10 +5,10 @@ Deploy model: standard QDQ ONNX. Each quantized activation tensor t becomes
 ``DequantizeLinear(int8 weight, per-channel scales)`` and ``DequantizeLinear(int32 bias)``.
 ONNX Runtime fuses these into QLinearConv / QGemm / QLinearMatMul / QLinearAdd int8 kernels.
 
-Fake-quant model: the same numbers in plain float ops that run anywhere: weights and biases
-are stored already dequantized (``q * scale``, in float32 exactly as DequantizeLinear computes)
-and each quantized tensor passes through ``Div(scale) -> Round -> Add(zp) -> Clip(qmin, qmax)
--> Sub(zp) -> Mul(scale)``, which is QuantizeLinear followed by DequantizeLinear.
+Fake-quant model: the same numbers in plain float ops that run anywhere. Each quantized
+tensor passes through ``Div(scale) -> Round -> Add(zp) -> Clip(qmin, qmax) -> Sub(zp) ->
+Mul(scale)``, which is QuantizeLinear followed by DequantizeLinear; quantized layers compute on
+the integer values (see :func:`build_fake_quant`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from .model import fit_ir_version
+from .model import GraphIndex, fit_ir_version
 
 __all__ = ["build_deploy", "build_fake_quant"]
 
@@ -36,19 +36,25 @@ def _ordered_insert(g: onnx.GraphProto, after: dict[str, list[onnx.NodeProto]], 
     nodes = list(head)
     for name in list(after):
         if name in inputs:
-            nodes.extend(after.pop(name))
-    for node in g.node:
+            for hooked in after.pop(name):
+                nodes.append(hooked)
+                for o in hooked.output:
+                    nodes.extend(after.pop(o, []))
+    def emit(node):
         nodes.append(node)
         for o in node.output:
-            nodes.extend(after.pop(o, []))
+            for hooked in after.pop(o, []):
+                emit(hooked)
+
+    for node in g.node:
+        emit(node)
     del g.node[:]
     g.node.extend(nodes)
 
 
-def _redirect(g: onnx.GraphProto, mapping: dict[str, str], skip: set[int]):
+def _redirect(g: onnx.GraphProto, mapping: dict[str, str]):
+    """Point the inputs of the graph's nodes at new names (hooked nodes are not in g.node yet)."""
     for node in g.node:
-        if id(node) in skip:
-            continue
         for i, name in enumerate(node.input):
             if name in mapping:
                 node.input[i] = mapping[name]
@@ -88,7 +94,7 @@ def build_deploy(prepared: onnx.ModelProto, plan) -> onnx.ModelProto:
     m = _clone(prepared)
     g = m.graph
     inits = []
-    head, after, mapping, new_ids = [], {}, {}, set()
+    head, after, mapping = [], {}, {}
     for name, lq in plan.layers.items():
         node = next(n for n in g.node if n.name == name)
         w = lq.weight
@@ -122,9 +128,8 @@ def build_deploy(prepared: onnx.ModelProto, plan) -> onnx.ModelProto:
         q = helper.make_node("QuantizeLinear", [t, sn, zn], [qn], name=f"{t}_QuantizeLinear")
         d = helper.make_node("DequantizeLinear", [qn, sn, zn], [dn], name=f"{t}_DequantizeLinear")
         after.setdefault(t, []).extend([q, d])
-        new_ids.update({id(q), id(d)})
         mapping[t] = dn
-    _redirect(g, mapping, new_ids)
+    _redirect(g, mapping)
     _ordered_insert(g, after, head)
     g.initializer.extend(inits)
     _drop_unused_initializers(g)
@@ -133,21 +138,17 @@ def build_deploy(prepared: onnx.ModelProto, plan) -> onnx.ModelProto:
 
 
 def build_fake_quant(prepared: onnx.ModelProto, plan) -> onnx.ModelProto:
-    """Float model that computes what the deploy model computes (see module docstring)."""
+    """Float model that computes what the deploy model computes (see module docstring).
+
+    Like AMCT's fake-quant model, quantized layers run on integer-valued floats: the layer reads
+    ``q - zero_point`` of its input, integer weights ``q_w`` and the int32 bias ``q_b``, so the
+    float convolution / GEMM accumulates exactly what the int8 kernel accumulates, and a ``Mul``
+    by ``scale_x * scale_w`` (per output channel) brings the result back to real values.
+    """
     m = _clone(prepared)
     g = m.graph
     inits = []
-    after, mapping, new_ids = {}, {}, set()
-    for name, lq in plan.layers.items():
-        node = next(n for n in g.node if n.name == name)
-        w, b = _weight_arrays(lq)
-        wn = f"{lq.weight}_fake_quant"
-        inits.append(numpy_helper.from_array(w, wn))
-        node.input[lq.weight_index] = wn
-        if b is not None:
-            bn = f"{lq.bias}_fake_quant"
-            inits.append(numpy_helper.from_array(b, bn))
-            node.input[lq.bias_index] = bn
+    after, mapping, layer_mapping = {}, {}, {}
     for t, tq in plan.tensors.items():
         lo, hi = (0, 255) if np.dtype(tq.dtype) == np.uint8 else (-128, 127)
         p = f"{t}_fq"
@@ -162,18 +163,67 @@ def build_fake_quant(prepared: onnx.ModelProto, plan) -> onnx.ModelProto:
             helper.make_node("Round", [f"{p}_div"], [f"{p}_round"], name=f"{p}_Round"),
             helper.make_node("Add", [f"{p}_round", f"{p}_zero_point"], [f"{p}_shift"], name=f"{p}_AddZeroPoint"),
             helper.make_node("Clip", [f"{p}_shift", f"{p}_qmin", f"{p}_qmax"], [f"{p}_q"], name=f"{p}_Clip"),
-            helper.make_node("Sub", [f"{p}_q", f"{p}_zero_point"], [f"{p}_unshift"], name=f"{p}_SubZeroPoint"),
-            helper.make_node("Mul", [f"{p}_unshift", f"{p}_scale"], [f"{p}_out"], name=f"{p}_Mul"),
+            helper.make_node("Sub", [f"{p}_q", f"{p}_zero_point"], [f"{p}_int"], name=f"{p}_SubZeroPoint"),
+            helper.make_node("Mul", [f"{p}_int", f"{p}_scale"], [f"{p}_out"], name=f"{p}_Mul"),
         ]
         after.setdefault(t, []).extend(nodes)
-        new_ids.update(id(n) for n in nodes)
         mapping[t] = f"{p}_out"
-    _redirect(g, mapping, new_ids)
+        layer_mapping[t] = f"{p}_int"
+    idx = GraphIndex(g)
+    for name, lq in plan.layers.items():
+        node = next(n for n in g.node if n.name == name)
+        wn = f"{lq.weight}_fake_quant_int"
+        inits.append(numpy_helper.from_array(lq.w_q.astype(np.float32), wn))
+        node.input[lq.weight_index] = wn
+        if lq.b_q is not None:
+            bn = f"{lq.bias}_fake_quant_int"
+            inits.append(numpy_helper.from_array(lq.b_q.astype(np.float32).reshape(lq.bias_shape), bn))
+            node.input[lq.bias_index] = bn
+        # rescale the integer accumulator: scale_x * scale_w per output channel; when the
+        # output is requantized right away, as int8 kernels do it: acc * (sx * sw / sy), then sy
+        sx = np.float32(plan.tensors[lq.activation].scale)
+        deq = (sx * lq.w_scale.astype(np.float32)).astype(np.float32).reshape(-1)
+        out_q = _requantized_by(idx, node.output[0], plan.tensors)
+        if out_q is not None:
+            deq = (deq / np.float32(plan.tensors[out_q].scale)).astype(np.float32)
+        if lq.op_type in ("Conv", "ConvTranspose") and deq.size > 1:
+            deq = deq.reshape((-1,) + (1,) * (lq.w_q.ndim - 2))
+        elif deq.size == 1:
+            deq = deq.reshape(())
+        out = node.output[0]
+        acc = f"{name}_fq_accumulator"
+        node.output[0] = acc
+        dn = f"{name}_fq_dequant_scale"
+        inits.append(numpy_helper.from_array(deq, dn))
+        if out_q is None:
+            after.setdefault(acc, []).append(helper.make_node("Mul", [acc, dn], [out], name=f"{name}_fq_Dequant"))
+        else:
+            after.setdefault(acc, []).extend([
+                helper.make_node("Mul", [acc, dn], [f"{name}_fq_requant"], name=f"{name}_fq_Requant"),
+                helper.make_node("Mul", [f"{name}_fq_requant", f"{out_q}_fq_scale"], [out], name=f"{name}_fq_Dequant"),
+            ])
+    for node in g.node:  # (the new nodes are not in g.node yet)
+        is_layer = node.name in plan.layers
+        for i, name in enumerate(node.input):
+            table = layer_mapping if (is_layer and i == 0) else mapping
+            if name in table:
+                node.input[i] = table[name]
     _ordered_insert(g, after, [])
     g.initializer.extend(inits)
     _drop_unused_initializers(g)
     _mark(m, "fake_quant")
     return fit_ir_version(m)
+
+
+def _requantized_by(idx: GraphIndex, out: str, tensors: dict) -> str | None:
+    """The quant point that directly requantizes a layer output (through Relu/Clip), if any."""
+    t = out
+    while t not in tensors:
+        nxt = idx.single_consumer(t)
+        if nxt is None or nxt.op_type not in ("Relu", "Clip"):
+            return None
+        t = nxt.output[0]
+    return t
 
 
 def _mark(m: onnx.ModelProto, kind: str):

@@ -25,7 +25,7 @@ import onnx
 from .config import LayerConfig, QuantConfig
 from .errors import ConfigError
 from .model import GraphIndex
-from .quant import bias_min_scale, compute_qparams, pair_guard, quantize_bias, quantize_weight
+from .quant import bias_min_scale, compute_qparams, pair_guard, pair_safe_quantize, quantize_bias, quantize_weight
 from .ranges import RangeSpec, compute_range
 from .record import TENSOR_PREFIX, LayerRecord, Record
 from .registry import OPS, Layer, attr
@@ -148,6 +148,14 @@ def _weight_quant(model_idx: GraphIndex, node, layer: Layer, lc: LayerConfig, gu
     qmax = (2 ** (bits - 2) - 1) if reduce else (2 ** (bits - 1) - 1)
     if scale_w is None:
         q, scale = quantize_weight(w, axis, bits=bits - 1 if reduce else bits, min_scale=min_scale)
+        if guard == "pairs" and needs_guard and axis is not None:
+            # per-channel scale search under the pair constraint (weights in kernel order)
+            flat_idx = rows_fn(node, np.arange(w.size).reshape(w.shape))
+            wf = w.reshape(-1)
+            row_scale = scale[_row_channel(flat_idx, w.shape, axis)]
+            _, new_s, _ = pair_safe_quantize(wf[flat_idx], row_scale, bits=bits)
+            scale = np.zeros_like(scale)
+            scale[_row_channel(flat_idx, w.shape, axis)] = new_s
     else:
         scale = np.asarray(scale_w, np.float32).reshape(-1) if axis is not None else np.asarray(scale_w, np.float32).reshape(())
         shape = [1] * w.ndim
@@ -174,6 +182,11 @@ def _weight_quant(model_idx: GraphIndex, node, layer: Layer, lc: LayerConfig, gu
             qf[flat_idx] = newq
             q = qf.reshape(w.shape).astype(np.int8)
     return q.astype(np.int8), np.asarray(scale, np.float32), axis, fixed
+
+
+def _row_channel(flat_idx: np.ndarray, shape: tuple, axis: int) -> np.ndarray:
+    """Output channel (index along ``axis``) of each kernel row."""
+    return np.unravel_index(flat_idx[:, 0], shape)[axis]
 
 
 def record_from_stats(

@@ -24,6 +24,7 @@ __all__ = [
     "quantize_weight",
     "quantize_bias",
     "pair_guard",
+    "pair_safe_quantize",
     "PAIR_LIMIT",
 ]
 
@@ -133,6 +134,45 @@ def quantize_bias(b: np.ndarray, scale_x: float, scale_w: np.ndarray) -> tuple[n
 #: Largest |q_a| + |q_b| of two same-signed adjacent int8 weights whose products with uint8
 #: activations (<= 255) cannot overflow an int16 pair sum: 255 * 128 = 32640 <= 32767.
 PAIR_LIMIT = 128
+
+
+def pair_safe_quantize(rows: np.ndarray, scale: np.ndarray, *, bits: int = 8, steps: int = 16,
+                       limit: int = PAIR_LIMIT) -> tuple[np.ndarray, np.ndarray, int]:
+    """Per-row (output channel) scale search under the pair constraint of :func:`pair_guard`.
+
+    ``rows`` is the float weight as [C, K] in kernel order, ``scale`` the plain per-row scales
+    (max|w|/127). Scales from ``scale`` up to the one at which no pair needs fixing (at most 2x,
+    i.e. 7-bit) are tried; each row keeps the scale whose quantize-then-fix result has the least
+    squared error against the float weights. Returns (q [C, K] int32, scales [C], pairs fixed).
+    """
+    qmax = 2 ** (bits - 1) - 1
+    rows = np.asarray(rows, np.float64)
+    scale = np.asarray(scale, np.float64).reshape(-1)
+    c, k = rows.shape
+    kk = k - (k % 2)
+    pos = np.maximum(rows, 0)
+    neg = np.maximum(-rows, 0)
+    pair = np.maximum(pos[:, 0:kk:2] + pos[:, 1:kk:2], neg[:, 0:kk:2] + neg[:, 1:kk:2]).max(axis=1) if kk else np.zeros(c)
+    top = np.maximum(pair / limit, scale)  # scale at which no pair exceeds the limit
+    best_err = np.full(c, np.inf)
+    best_q = np.zeros((c, k), np.int32)
+    best_s = scale.copy()
+    best_fixed = np.zeros(c, np.int64)
+    for f in np.linspace(0.0, 1.0, steps):
+        s = scale * (top / scale) ** f
+        real = rows / s[:, None]
+        q = np.clip(np.round(real), -qmax, qmax).astype(np.int32)
+        q, _ = pair_guard(q, real, limit)
+        err = ((q * s[:, None] - rows) ** 2).sum(axis=1)
+        better = err < best_err
+        if better.any():
+            best_err[better] = err[better]
+            best_q[better] = q[better]
+            best_s[better] = s[better]
+    _, fixed = pair_guard(best_q, best_q.astype(np.float64), limit)  # count remaining fixes (0)
+    q0 = np.clip(np.round(rows / best_s[:, None]), -qmax, qmax)
+    changed = int((q0 != best_q).sum())
+    return best_q, best_s.astype(np.float32), changed
 
 
 def pair_guard(q: np.ndarray, real: np.ndarray, limit: int = PAIR_LIMIT) -> tuple[np.ndarray, int]:

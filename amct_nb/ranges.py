@@ -20,7 +20,7 @@ from .stats import Histogram, TensorStats
 
 __all__ = ["RangeSpec", "ALGORITHMS", "compute_range", "expected_mse", "range_errors"]
 
-_SEARCH_BINS = 2048
+_SEARCH_BINS = 1024
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class RangeSpec:
     signed: bool = False
     percentile: float = 99.99
     search_start: float = 0.05  # smallest clip tried, as a fraction of the observed extreme
-    search_steps: int = 96
+    search_steps: int = 32  # coarse grid; then as many steps again around the best one
 
 
 def _grid(spec: RangeSpec) -> tuple[int, int]:
@@ -118,24 +118,29 @@ def range_percentile(st: TensorStats, spec: RangeSpec) -> tuple[float, float]:
     return lo, hi
 
 
+def _search(err_fn, extreme: float, spec: RangeSpec) -> float:
+    """Clip value in [start*extreme, extreme] minimising err_fn: a coarse grid, then a fine one
+    around the coarse optimum."""
+    fr = np.linspace(spec.search_start, 1.0, spec.search_steps)
+    i = int(np.argmin(err_fn(fr * extreme)))
+    step = fr[1] - fr[0]
+    fine = np.clip(np.linspace(fr[i] - step, fr[i] + step, spec.search_steps + 1), spec.search_start, 1.0)
+    return float(fine[int(np.argmin(err_fn(fine * extreme)))] * extreme)
+
+
 def range_mse(st: TensorStats, spec: RangeSpec) -> tuple[float, float]:
     h = st.histogram().coarsen(_SEARCH_BINS)
-    fr = np.linspace(spec.search_start, 1.0, spec.search_steps)
     if spec.symmetric:
         amax = max(-st.min, st.max)
-        his = fr * amax
-        err = _candidates_mse(h, -his, his, spec)
-        a = float(his[int(np.argmin(err))])
+        a = _search(lambda c: _candidates_mse(h, -c, c, spec), amax, spec)
         return max(-a, st.min), min(a, st.max)
     lo, hi = min(st.min, 0.0), max(st.max, 0.0)
-    # coordinate descent: the upper clip, then the lower one, twice
-    for _ in range(2):
+    # coordinate descent: the upper clip, then the lower one (twice when both sides are open)
+    for _ in range(2 if (lo < 0 < hi) else 1):
         if hi > 0:
-            cand = fr * max(st.max, 0.0)
-            hi = float(cand[int(np.argmin(_candidates_mse(h, np.full_like(cand, lo), cand, spec)))])
+            hi = _search(lambda c: _candidates_mse(h, np.full_like(c, lo), c, spec), max(st.max, 0.0), spec)
         if lo < 0:
-            cand = fr * min(st.min, 0.0)
-            lo = float(cand[int(np.argmin(_candidates_mse(h, cand, np.full_like(cand, hi), spec)))])
+            lo = _search(lambda c: _candidates_mse(h, c, np.full_like(c, hi), spec), min(st.min, 0.0), spec)
     return lo, hi
 
 

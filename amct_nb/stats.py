@@ -18,7 +18,7 @@ import numpy as np
 __all__ = ["TensorStats", "Histogram"]
 
 DEFAULT_BINS = 8192
-DEFAULT_MAX_SAMPLES = 1 << 18
+DEFAULT_MAX_SAMPLES = 1 << 16
 
 
 def _next_prime(n: int) -> int:

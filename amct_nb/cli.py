@@ -1,0 +1,222 @@
+"""The ``amct-nb`` command: a thin client of the public Python API.
+
+    amct-nb calibrate MODEL.onnx --data DATA --output OUTDIR [--prefix NAME]
+    amct-nb inspect MODEL.onnx
+    amct-nb demo
+
+Errors print one line that names the problem and the fix (exit code 2); ``--debug`` shows the
+traceback too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["main"]
+
+
+def _floats(text: str):
+    vals = [float(v) for v in str(text).replace(",", " ").split()]
+    return vals[0] if len(vals) == 1 else tuple(vals)
+
+
+def _add_data_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("image preprocessing (for a folder of images)")
+    g.add_argument("--preset", help="imagenet | efficientnet-lite | cifar10 | fashion-mnist (options below override it)")
+    g.add_argument("--size", type=int, help="resize the shorter side to SIZE (or both sides with --resize-mode exact)")
+    g.add_argument("--crop", type=int, help="center crop CROP x CROP after resizing")
+    g.add_argument("--resize-mode", choices=["shorter", "exact"])
+    g.add_argument("--interpolation", choices=["bilinear", "bicubic", "nearest"])
+    g.add_argument("--scale", type=float, help="multiply pixel values (0..255) by SCALE first, e.g. 0.00392157")
+    g.add_argument("--mean", type=_floats, help="subtract per channel, e.g. '0.485,0.456,0.406' (after --scale)")
+    g.add_argument("--std", type=_floats, help="divide per channel, e.g. '0.229,0.224,0.225'")
+    g.add_argument("--layout", choices=["NCHW", "NHWC"])
+    g.add_argument("--channel-order", choices=["RGB", "BGR", "L"])
+    p.add_argument("--num-samples", type=int, help="use only the first N samples of DATA")
+
+
+def _preprocess(args):
+    from .data import Preprocess, preset
+
+    fields = {
+        "size": args.size, "crop": args.crop, "resize_mode": args.resize_mode, "interpolation": args.interpolation,
+        "scale": args.scale, "mean": args.mean, "std": args.std, "layout": args.layout,
+        "channel_order": args.channel_order,
+    }
+    given = {k: v for k, v in fields.items() if v is not None}
+    if args.preset:
+        return preset(args.preset, **given)
+    if given:
+        return Preprocess(**given)
+    return None
+
+
+def _open_data(args, specs=None):
+    from .data import ImageFolder, open_data
+    from .errors import DataError
+
+    path = Path(args.data)
+    pre = _preprocess(args)
+    is_image_folder = path.is_dir() and not any(p.suffix.lower() == ".npz" for p in path.iterdir()) if path.exists() else False
+    if is_image_folder and pre is None:
+        raise DataError(
+            f"{path} is a folder of images but no preprocessing was given: add --preset "
+            "(imagenet, efficientnet-lite, cifar10, fashion-mnist) or --size/--crop/--mean/--std"
+        )
+    kwargs = {}
+    if args.num_samples:
+        if is_image_folder:
+            kwargs["limit"] = args.num_samples
+    data = open_data(str(path), pre, **kwargs)
+    if args.num_samples and not is_image_folder:
+        data = _Head(data, args.num_samples)
+    return data
+
+
+class _Head:
+    """The first n items of a dataset (keeps it a Dataset for batching)."""
+
+    def __init__(self, data, n):
+        self.data, self.n = data, n
+
+    def __len__(self):
+        try:
+            return min(self.n, len(self.data))
+        except TypeError:
+            return self.n
+
+    def __iter__(self):
+        for i, x in enumerate(self.data):
+            if i >= self.n:
+                return
+            yield x
+
+
+def _setup_logging(verbose: bool):
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
+
+
+def cmd_calibrate(args) -> int:
+    from . import QuantConfig, collect_stats, prepare
+    from .calibrate import build
+
+    t0 = time.perf_counter()
+    cfg = QuantConfig.load(args.config) if args.config else QuantConfig()
+    if args.algo:
+        cfg.default.act_algo = args.algo
+    if args.per_tensor:
+        cfg.default.channel_wise = False
+    if args.symmetric:
+        cfg.activation_offset = False
+    if args.skip_layers:
+        cfg.skip_layers += [s for s in args.skip_layers.split(",") if s]
+    if args.saturation_guard:
+        cfg.saturation_guard = args.saturation_guard
+    from .io import check_output_dir
+
+    check_output_dir(args.output, args.model)
+    prepared = prepare(args.model, cfg)
+    cfg.validate([l.name for l in prepared.layers])
+    data = _open_data(args)
+    stats = collect_stats(prepared, data, progress=not args.quiet)
+    result = build(prepared, cfg, stats)
+    paths = result.save(args.output, prefix=args.prefix)
+    rep = result.report()
+    if not args.quiet:
+        print(f"quantized {len(rep['quantized_layers'])} layer(s), {len(rep['float_layers'])} left float, "
+              f"{rep['quantized_tensors']} activation tensor(s) int8; saturation guard: {rep['saturation_guard']['mode']}")
+        for fl in rep["float_layers"]:
+            print(f"  float: {fl['name']}: {fl['reason']}")
+        sz = rep["size_bytes"]
+        print(f"size {sz['original'] / 1e6:.2f} MB -> {sz['deploy'] / 1e6:.2f} MB; {time.perf_counter() - t0:.1f} s")
+        for k in ("fake_quant", "deploy", "config", "record", "modified", "log"):
+            print(f"  {k:10s} {paths[k]}")
+    return 0
+
+
+def cmd_inspect(args) -> int:
+    from . import prepare
+
+    p = prepare(args.model)
+    m = p.original
+    print(f"{p.name}: opset {max((o.version for o in m.opset_import if o.domain in ('', 'ai.onnx')), default=0)}, "
+          f"{len(m.graph.node)} nodes, producer {m.producer_name} {m.producer_version}".rstrip())
+    from .feeds import input_specs
+
+    for s in input_specs(p.model):
+        print(f"  input  {s.describe()}")
+    for o in p.model.graph.output:
+        print(f"  output {o.name}")
+    for n in p.notes:
+        print(f"  prepare: {n}")
+    print(f"{sum(l.quantizable for l in p.layers)} quantizable layer(s):")
+    for l in p.layers:
+        state = "ok" if l.quantizable else f"float: {l.reason}"
+        print(f"  {l.name:40s} {l.op_type:14s} {str(list(l.weight_shape)):22s} {state}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    ap = argparse.ArgumentParser(prog="amct-nb", description="Quantize ONNX models to int8 (AMCT-style outputs).")
+    ap.add_argument("--version", action="version", version=f"amct-nb {__version__}")
+    ap.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("calibrate", help="post-training int8 calibration of an ONNX model")
+    c.add_argument("model", help="the float ONNX model (never modified)")
+    c.add_argument("--data", required=True, help="folder of images, .npy, .npz, or folder of .npz files")
+    c.add_argument("--output", required=True, help="output folder (created if needed)")
+    c.add_argument("--prefix", help="name of the output models (default: the model file's stem)")
+    c.add_argument("--config", help="AMCT-style config.json with per-layer settings")
+    c.add_argument("--algo", choices=["mse", "minmax", "percentile", "entropy"], help="activation range algorithm for all layers")
+    c.add_argument("--per-tensor", action="store_true", help="per-tensor weight scales (default: per channel)")
+    c.add_argument("--symmetric", action="store_true", help="symmetric activations (default: asymmetric)")
+    c.add_argument("--skip-layers", help="comma-separated layer names to leave float")
+    c.add_argument("--saturation-guard", choices=["auto", "always", "reduce_range", "off"])
+    c.add_argument("--quiet", action="store_true")
+    c.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    _add_data_options(c)
+    c.set_defaults(func=cmd_calibrate)
+
+    i = sub.add_parser("inspect", help="list a model's inputs and quantizable layers")
+    i.add_argument("model")
+    i.add_argument("--debug", action="store_true")
+    i.set_defaults(func=cmd_inspect)
+
+    try:
+        from .demo import add_demo_parser
+
+        add_demo_parser(sub)
+    except ImportError:
+        pass
+    return ap
+
+
+def main(argv=None) -> int:
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    _setup_logging(False)
+    from .errors import AmctError
+
+    try:
+        return int(args.func(args) or 0)
+    except AmctError as e:
+        if getattr(args, "debug", False):
+            raise
+        print(f"amct-nb: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("amct-nb: interrupted; nothing was written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
