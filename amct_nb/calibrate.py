@@ -204,7 +204,7 @@ class QuantResult:
         files = {
             "fake_quant": self.fake_quant_model,
             "deploy": self.deploy_model,
-            "modified": modified_model(self),
+            "modified": modified_model_for(self.prepared, self.config, paths["config"], paths["record"]),
             "config": self.config.to_json(self.prepared.layers),
             "record": self.record.to_text(),
             "quant_json": json.dumps(fusion_info(self.prepared), indent=2) + "\n",
@@ -236,15 +236,23 @@ class QuantResult:
         return paths
 
 
-def modified_model(result: QuantResult) -> onnx.ModelProto:
+def modified_model_for(p: Prepared, cfg: QuantConfig, config_file, record_file) -> onnx.ModelProto:
     """AMCT's tmp/modified_model.onnx: the prepared (BN-folded) float model, with the tensors to
-    observe listed in its metadata so :class:`amct_nb.amct.InferenceSession` can calibrate it."""
+    observe and the config/record paths in its metadata, so :class:`amct_nb.amct.InferenceSession`
+    can calibrate it and :func:`amct_nb.amct.save_model` can finish the job."""
     m = onnx.ModelProto()
-    m.CopyFrom(result.prepared.model)
-    can = [l for l in result.prepared.layers if l.quantizable]
-    props = {p.key: p.value for p in m.metadata_props}
-    props["amct_nb.kind"] = "modified"
-    props["amct_nb.observe"] = json.dumps(quant_points(m, can, True))
+    m.CopyFrom(p.model)
+    can = [l for l in p.layers if l.quantizable]
+    props = {x.key: x.value for x in m.metadata_props}
+    props.update({
+        "amct_nb.kind": "modified",
+        "amct_nb.observe": json.dumps(quant_points(m, can, True)),
+        "amct_nb.config_file": str(Path(config_file).resolve()),
+        "amct_nb.record_file": str(Path(record_file).resolve()),
+        "amct_nb.batch_num": str(cfg.batch_num),
+        "amct_nb.notes": json.dumps(p.notes),
+        "amct_nb.source": p.source or "",
+    })
     del m.metadata_props[:]
     for k in sorted(props):
         m.metadata_props.append(onnx.StringStringEntryProto(key=k, value=props[k]))

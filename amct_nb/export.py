@@ -229,7 +229,7 @@ def _requantized_by(idx: GraphIndex, out: str, tensors: dict) -> str | None:
 def _mark(m: onnx.ModelProto, kind: str):
     from . import __version__
 
-    props = {p.key: p.value for p in m.metadata_props}
+    props = {p.key: p.value for p in m.metadata_props if not p.key.startswith("amct_nb.")}
     props["amct_nb.kind"] = kind
     props["amct_nb.version"] = __version__
     del m.metadata_props[:]
