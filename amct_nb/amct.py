@@ -190,8 +190,9 @@ class InferenceSession:
         if self.batches >= self.batch_num:
             return self._session.run(names, feed, run_options)
         res = self._session.run(names + self._tensors, feed, run_options)
+        n = next(iter(feed.values())).shape[0] if self._specs and self._specs[0].batch_dynamic else 1
         for t, v in zip(self._tensors, res[len(names):]):
-            self._stats[t].update(v)
+            self._stats[t].update(v, samples=n)
         self.batches += 1
         if self.batches == self.batch_num:
             self._write_record()

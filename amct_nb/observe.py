@@ -150,10 +150,10 @@ def observe(
                     f"ONNX Runtime failed on calibration batch {seen}: {msg}: check that the data has the "
                     f"shapes and types the model expects ({'; '.join(s.describe() for s in specs)})"
                 ) from e
-            for t, i in zip(tensors, pick):
-                stats[t].update(outs[i])
-            del outs
             n = next(iter(feed.values())).shape[0] if specs and specs[0].batch_dynamic else 1
+            for t, i in zip(tensors, pick):
+                stats[t].update(outs[i], samples=n)
+            del outs
             seen += n
             if bar is not None:
                 bar.update(n)

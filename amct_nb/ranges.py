@@ -147,7 +147,8 @@ def range_mse(st: TensorStats, spec: RangeSpec) -> tuple[float, float]:
 def range_entropy(st: TensorStats, spec: RangeSpec) -> tuple[float, float]:
     """TensorRT-style KL-divergence threshold on the histogram of |x| (or of x when x >= 0)."""
     nonneg = st.min >= 0
-    h = (st.histogram() if nonneg else st.histogram().abs()).coarsen(_SEARCH_BINS)
+    # KL needs fine bins: groups of bins coarser than the data's spread hide the rounding loss
+    h = (st.histogram() if nonneg else st.histogram().abs()).coarsen(4 * _SEARCH_BINS)
     # re-grid onto bins starting at 0
     counts = np.zeros(h.k0 + len(h.counts)) if h.k0 >= 0 else None
     if counts is None:

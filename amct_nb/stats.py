@@ -94,7 +94,10 @@ class TensorStats:
     _exp: int = 0
 
     # -- accumulation -------------------------------------------------------------------
-    def update(self, x: np.ndarray) -> None:
+    def update(self, x: np.ndarray, samples: int | None = None) -> None:
+        """Add one batch. ``samples``: how many samples the batch holds along axis 0; the
+        subset binned from large tensors is then taken per sample, so the histogram does not
+        depend on how samples were grouped into batches."""
         x = np.asarray(x)
         self.batches += 1
         self.shape = tuple(x.shape)
@@ -105,24 +108,42 @@ class TensorStats:
             return
         mn, mx = flat.min(), flat.max()
         if not (math.isfinite(mn) and math.isfinite(mx)):
-            finite = np.isfinite(flat)
             nan = np.isnan(flat)
             self.nan += int(nan.sum())
             self.posinf += int((flat == np.inf).sum())
             self.neginf += int((flat == -np.inf).sum())
-            flat = flat[finite]
-            if flat.size == 0:
+            bad = ~np.isfinite(flat)
+            if bad.all():
                 return
-            mn, mx = flat.min(), flat.max()
+            mn, mx = float(flat[~bad].min()), float(flat[~bad].max())
+            self.count += int((~bad).sum())
+            self.min, self.max = min(self.min, mn), max(self.max, mx)
+            self._bin(flat[~bad], mn, mx)
+            return
         mn, mx = float(mn), float(mx)
         self.count += flat.size
         self.min, self.max = min(self.min, mn), max(self.max, mx)
-        if flat.size > self.max_samples:
-            stride = _next_prime(-(-flat.size // self.max_samples))
-            flat = flat[::stride]
+        n = samples if samples and x.ndim >= 1 and x.shape[0] == samples else 1
+        per = flat.size // n
+        if per > self.max_samples // 4:
+            # a prime-strided subset of each sample stands for the bulk (each counts `stride`
+            # times); elements beyond that subset's extremes, the rare tails, count exactly
+            stride = _next_prime(-(-per // (self.max_samples // 4)))
+            rows = flat.reshape(n, per)
+            sub = rows[:, ::stride]
+            if sub.shape[1] >= 3:
+                part = np.partition(sub, [1, sub.shape[1] - 2], axis=1)
+                lo_t, hi_t = part[:, 1:2], part[:, -2:-1]  # 2nd smallest / largest of each subset
+            else:
+                lo_t, hi_t = sub.min(axis=1, keepdims=True), sub.max(axis=1, keepdims=True)
+            self._bin(sub[(sub >= lo_t) & (sub <= hi_t)], mn, mx, weight=float(stride))
+            tails = rows[(rows < lo_t) | (rows > hi_t)]
+            if tails.size:
+                self._bin(tails, mn, mx)
+            return
         self._bin(flat, mn, mx)
 
-    def _bin(self, xs: np.ndarray, mn: float, mx: float) -> None:
+    def _bin(self, xs: np.ndarray, mn: float, mx: float, weight: float = 1.0) -> None:
         if self._counts is None:
             span = max(mx - mn, abs(mx), abs(mn), 1e-30)
             self._exp = math.ceil(math.log2(span / (self.nbins // 2)))
@@ -130,23 +151,30 @@ class TensorStats:
             self._counts = np.zeros(self.nbins, dtype=np.float64)
         while True:
             w = math.ldexp(1.0, self._exp)
-            lo = min(math.floor(mn / w), self._k0)
-            hi = max(math.floor(mx / w), self._k0 + self.nbins - 1)
+            nz = np.flatnonzero(self._counts)
+            lo, hi = math.floor(mn / w), math.floor(mx / w)
+            if nz.size:
+                lo, hi = min(lo, self._k0 + int(nz[0])), max(hi, self._k0 + int(nz[-1]))
             if hi - lo < self.nbins:
                 break
             h = Histogram(self._counts, self._k0, self._exp)._doubled()
             self._counts = np.zeros(self.nbins, dtype=np.float64)
             self._counts[: len(h.counts)] = h.counts
             self._k0, self._exp = h.k0, h.exp
-        if lo < self._k0:  # shift the window left, keeping counts
-            shift = self._k0 - lo
-            self._counts = np.concatenate([np.zeros(shift), self._counts[: self.nbins - shift]])
-            self._k0 = lo
+        if lo < self._k0 or hi >= self._k0 + self.nbins:  # move the window over the occupied bins
+            new_k0 = lo if lo < self._k0 else hi - self.nbins + 1
+            moved = np.zeros(self.nbins, dtype=np.float64)
+            nz = np.flatnonzero(self._counts)
+            if nz.size:
+                src = self._k0 + nz
+                moved[src - new_k0] = self._counts[nz]
+            self._counts, self._k0 = moved, new_k0
         inv = np.float32(math.ldexp(1.0, -self._exp))
         idx = np.floor(xs * inv).astype(np.int64)
         idx -= self._k0
         np.clip(idx, 0, self.nbins - 1, out=idx)
-        self._counts += np.bincount(idx, minlength=self.nbins)
+        counts = np.bincount(idx, minlength=self.nbins)
+        self._counts += counts * weight if weight != 1.0 else counts
 
     def merge(self, other: "TensorStats") -> None:
         """Add another run's statistics of the same tensor (exact)."""
@@ -187,9 +215,16 @@ class TensorStats:
         return self.nan + self.posinf + self.neginf
 
     def histogram(self) -> Histogram:
+        """The histogram at a resolution set by the final min/max only (``nbins/8`` bins or more
+        over the range), so the result does not depend on how the data was batched."""
         if self._counts is None:
             return Histogram(np.zeros(1), 0, 0)
-        return Histogram(self._counts, self._k0, self._exp).trimmed()
+        h = Histogram(self._counts, self._k0, self._exp).trimmed()
+        span = max(self.max - self.min, abs(self.max), abs(self.min), 1e-30)
+        canonical = math.ceil(math.log2(span / (self.nbins // 4)))
+        while h.exp < canonical:
+            h = h._doubled()
+        return h
 
     def to_dict(self) -> dict:
         h = self.histogram()
