@@ -75,27 +75,29 @@ def _open_data(args, specs=None):
             kwargs["limit"] = args.num_samples
     data = open_data(str(path), pre, **kwargs)
     if args.num_samples and not is_image_folder:
-        data = _Head(data, args.num_samples)
+        data = _head(data, args.num_samples)
     return data
 
 
-class _Head:
-    """The first n items of a dataset (keeps it a Dataset for batching)."""
+def _head(data, n):
+    """The first n samples of a dataset, still a Dataset (so samples get batched)."""
+    from .data import Dataset
 
-    def __init__(self, data, n):
-        self.data, self.n = data, n
+    class Head(Dataset):
+        complete_feeds = getattr(data, "complete_feeds", False)
 
-    def __len__(self):
-        try:
-            return min(self.n, len(self.data))
-        except TypeError:
-            return self.n
+        def __len__(self):
+            return min(n, len(data))
 
-    def __iter__(self):
-        for i, x in enumerate(self.data):
-            if i >= self.n:
-                return
-            yield x
+        def _sample(self, i):
+            return data[i]
+
+        @property
+        def labels(self):
+            lab = getattr(data, "labels", None)
+            return None if lab is None else lab[: len(self)]
+
+    return Head() if isinstance(data, Dataset) else data
 
 
 def _setup_logging(verbose: bool):

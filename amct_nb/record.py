@@ -80,6 +80,13 @@ class Record:
 
     @classmethod
     def from_text(cls, text: str, where: str = "record") -> "Record":
+        try:
+            return cls._parse(text, where)
+        except IndexError:
+            raise ConfigError(f"{where}: the file ends inside a record: it is truncated; re-run the calibration") from None
+
+    @classmethod
+    def _parse(cls, text: str, where: str) -> "Record":
         rec = cls()
         tokens = re.findall(r'"(?:[^"\\]|\\.)*"|[{}:]|[^\s{}:"]+', re.sub(r"#[^\n]*", "", text))
         i = 0

@@ -1,0 +1,93 @@
+"""int8 kernels that saturate (x86 without VNNI): detection, and deploy == fake-quant there.
+
+The emulated CPU (qemu-user with a Haswell model: AVX2, no VNNI) runs the same ONNX Runtime
+build as the host, through its AVX2 u8*s8 kernels that add neighbouring products in int16.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import onnx
+import pytest
+
+import amct_nb as an
+import models
+from amct_nb.quant import PAIR_LIMIT
+from amct_nb.registry import OPS
+
+QEMU = shutil.which("qemu-x86_64")
+
+
+def pairs_ok(rows):
+    k = rows.shape[1] - rows.shape[1] % 2
+    a, b = rows[:, 0:k:2].astype(int), rows[:, 1:k:2].astype(int)
+    same = np.sign(a) == np.sign(b)
+    return bool((np.abs(a + b)[same] <= PAIR_LIMIT).all())
+
+
+def saturating_model():
+    """1x1 and 3x3 convs and a Gemm whose largest weights sit in adjacent same-signed pairs."""
+    m = models.conv_bn_relu(seed=7)
+    for t in m.graph.initializer:
+        if t.name in ("w3", "wfc", "w1"):
+            w = onnx.numpy_helper.to_array(t).copy()
+            flat = w.reshape(w.shape[0], -1)
+            flat[:, :4] = np.abs(flat).max() * np.sign(flat[:, :1] + 1e-9)
+            t.CopyFrom(onnx.numpy_helper.from_array(flat.reshape(w.shape), t.name))
+    return m
+
+
+def test_guard_keeps_pairs_in_kernel_order():
+    res = an.quantize(saturating_model(), models.images(32, (3, 16, 16)), an.QuantConfig(saturation_guard="always"),
+                      progress=False)
+    nodes = {n.name: n for n in res.prepared.model.graph.node}
+    checked = 0
+    for name, lq in res.plan.layers.items():
+        rows = OPS[lq.op_type].kernel_rows(nodes[name], lq.w_q)
+        if rows is not None:
+            assert pairs_ok(rows), name
+            checked += 1
+    assert checked == 3  # conv1, pwconv, fc; the depthwise conv has its own exact kernel
+    off = an.quantize(saturating_model(), models.images(32, (3, 16, 16)), an.QuantConfig(saturation_guard="off"),
+                      progress=False)
+    assert not pairs_ok(OPS["Conv"].kernel_rows(nodes["pwconv"], off.plan.layers["pwconv"].w_q))
+
+
+@pytest.mark.slow
+def test_deploy_equals_fake_quant_on_cpu_without_vnni(tmp_path):
+    if QEMU is None:
+        if os.environ.get("CI"):
+            pytest.fail("qemu-user is missing: .ci/run installs it (apt-get install qemu-user)")
+        pytest.skip("qemu-user not installed (apt-get install qemu-user)")
+    cal, ev = models.images(48, (3, 16, 16)), models.images(16, (3, 16, 16), seed=3, lo=-1.5, hi=1.5)
+    np.save(tmp_path / "ev.npy", ev)
+    for guard in ("always", "off"):
+        res = an.quantize(saturating_model(), cal, an.QuantConfig(saturation_guard=guard), progress=False)
+        onnx.save(res.deploy_model, tmp_path / f"{guard}_deploy.onnx")
+        onnx.save(res.fake_quant_model, tmp_path / f"{guard}_fake.onnx")
+    script = textwrap.dedent(f"""
+        import json, numpy as np, onnxruntime as ort
+        from amct_nb.probe import platform_report
+        x = np.load(r"{tmp_path}/ev.npy")
+        out = {{"platform": platform_report()}}
+        for g in ("always", "off"):
+            y = {{}}
+            for kind in ("deploy", "fake"):
+                s = ort.InferenceSession(r"{tmp_path}/" + g + "_" + kind + ".onnx", providers=["CPUExecutionProvider"])
+                y[kind] = s.run(None, {{"x": x}})[0]
+            out[g] = float(np.abs(y["deploy"] - y["fake"]).max() / np.abs(y["fake"]).max())
+        print(json.dumps(out))
+    """)
+    r = subprocess.run([QEMU, "-cpu", "Haswell", sys.executable, "-c", script], capture_output=True, text=True,
+                       timeout=600, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["platform"]["int8_saturates"] is True
+    assert out["platform"]["pair_guard_exact"] is True
+    assert out["always"] < 0.02, out  # guarded: the int8 model computes what the simulation says
+    assert out["off"] > 5 * out["always"], out  # unguarded: saturation shows
