@@ -154,6 +154,9 @@ def range_entropy(st: TensorStats, spec: RangeSpec) -> tuple[float, float]:
     if counts is None:
         return range_minmax(st, spec)
     counts[h.k0 :] = h.counts
+    # the bin at 0 holds the exact zeros of ReLU-like tensors (or |x| ~ 0), which any grid
+    # represents exactly; left in, that spike dominates the divergence and forces tiny ranges
+    counts[0] = 0.0
     n = len(counts)
     levels = (2 ** (spec.bits - 1)) if not nonneg else 2**spec.bits
     levels = max(2, min(levels // (1 if nonneg else 1), n))

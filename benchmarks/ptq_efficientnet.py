@@ -28,6 +28,15 @@ import imagenet_dev  # noqa: E402
 N_CAL = 100
 
 
+def peak_rss_gb() -> float:
+    """This process's peak resident set (VmHWM; unlike ru_maxrss it does not carry over the
+    parent's peak across fork+exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024 / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
+
+
 def worker(tool: str, algo: str, out: str) -> None:
     """Runs in a child process: calibrate and write the model(s); prints a JSON line."""
     t0 = time.perf_counter()
@@ -60,7 +69,7 @@ def worker(tool: str, algo: str, out: str) -> None:
         paths = res.save(os.path.dirname(out), prefix=os.path.basename(out))
         info = {"guard": res.guard, "pairs_adjusted": res.plan.pairs_fixed}
     wall = time.perf_counter() - t1
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
+    rss = peak_rss_gb()
     print(json.dumps({"wall": wall, "load": t_load, "rss_gb": rss, **info}))
 
 

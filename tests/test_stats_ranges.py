@@ -107,3 +107,12 @@ def test_empty_stats_range():
     s = TensorStats("t")
     s.update(np.array([np.nan], np.float32))
     assert compute_range(s, RangeSpec("mse")) == (0.0, 0.0)
+
+
+def test_entropy_not_fooled_by_relu_zero_spike():
+    rng = np.random.default_rng(6)
+    x = np.clip(rng.normal(0.5, 1.2, 400000), 0, 6).astype(np.float32)  # ~35% exact zeros, like ReLU6
+    s = TensorStats("t")
+    s.update(x)
+    lo, hi = compute_range(s, RangeSpec("entropy"))
+    assert lo == 0.0 and 2.5 < hi <= 6.0
