@@ -116,9 +116,14 @@ def create_quant_config(config_file, model_file, skip_layers=None, batch_num=1, 
     for l in p.layers:
         if l.op_type in overrides and l.name not in cfg.layers:
             cfg.layers[l.name] = overrides[l.op_type]
+    from .plan import reduction_size
+
     for l in p.layers:
         if l.quantizable and l.name not in cfg.layers:
             cfg.layers[l.name] = LayerConfig(**cfg.default.__dict__)
+        k = reduction_size(l)
+        if l.name in cfg.layers and cfg.min_reduction and k is not None and k < cfg.min_reduction:
+            cfg.layers[l.name].quant_enable = False
         if l.name in cfg.skip_layers and l.name in cfg.layers:
             cfg.layers[l.name].quant_enable = False
     bad = [s for s in cfg.skip_layers if s not in {l.name for l in p.layers}]

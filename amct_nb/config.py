@@ -81,6 +81,11 @@ class QuantConfig:
     activation_dtype: str = "uint8"
     saturation_guard: str = "always"
     quantize_outputs: bool = True  # Q/DQ on layer outputs so ONNX Runtime can fuse int8 kernels
+    #: Convolutions / GEMMs whose reduction (input channels per group x kernel size) is shorter
+    #: than this stay float: ONNX Runtime's int8 GEMM is slower than float there (e.g. the RGB
+    #: stem conv, 3x3x3 = 27), and such layers are also the most sensitive (AMCT advises the
+    #: same for Cin <= 16). Depthwise convolutions use another kernel and are not affected. 0: off.
+    min_reduction: int = 32
 
     def for_layer(self, name: str, op_type: str | None = None) -> LayerConfig:
         lc = self.layers.get(name, self.default)
@@ -152,6 +157,7 @@ class QuantConfig:
             "activation_dtype": self.activation_dtype,
             "saturation_guard": self.saturation_guard,
             "quantize_outputs": self.quantize_outputs,
+            "min_reduction": self.min_reduction,
         }
         return d
 
@@ -178,6 +184,7 @@ class QuantConfig:
             cfg.activation_dtype = ext.get("activation_dtype", cfg.activation_dtype)
             cfg.saturation_guard = ext.get("saturation_guard", cfg.saturation_guard)
             cfg.quantize_outputs = bool(ext.get("quantize_outputs", cfg.quantize_outputs))
+            cfg.min_reduction = int(ext.get("min_reduction", cfg.min_reduction))
         except (TypeError, ValueError) as e:
             raise ConfigError(f"{where}: a global setting has the wrong type ({e}): compare with a generated config.json") from e
         for name, v in d.items():

@@ -117,11 +117,30 @@ def _tensor_spec(cfg: QuantConfig, lc: LayerConfig) -> RangeSpec:
     )
 
 
+def reduction_size(layer: Layer) -> int | None:
+    """Length of the dot products a GEMM-based int8 kernel computes for this layer (None for
+    depthwise convolutions, which use a direct kernel)."""
+    s = layer.weight_shape
+    if layer.op_type == "Conv":
+        if len(s) < 3 or s[1] == 1:
+            return None if len(s) >= 3 else 0
+        return int(np.prod(s[1:]))
+    if layer.op_type == "ConvTranspose":
+        return int(s[0]) * int(np.prod(s[2:])) if len(s) >= 3 else None
+    if layer.op_type == "Gemm":
+        return None  # depends on transB; GEMMs in practice are long
+    return int(s[0]) if s else None
+
+
 def _enabled(layers: list[Layer], cfg: QuantConfig, extra_off: dict[str, str]) -> tuple[list[Layer], dict[str, str]]:
     on, off = [], {}
     for l in layers:
+        k = reduction_size(l)
         if not l.quantizable:
             off[l.name] = l.reason
+        elif cfg.min_reduction and k is not None and k < cfg.min_reduction:
+            off[l.name] = (f"reduction of {k} values < min_reduction {cfg.min_reduction}: int8 is slower than float "
+                           "here and the layer is sensitive (set min_reduction: 0 to quantize it)")
         elif l.name in extra_off:
             off[l.name] = extra_off[l.name]
         elif not cfg.for_layer(l.name, l.op_type).quant_enable:

@@ -31,7 +31,7 @@ def w(name, arr):
     return numpy_helper.from_array(np.asarray(arr, dtype=np.float32), name)
 
 
-def conv_bn_relu(seed=0, c_in=3, c=16, opset=OPSET, depthwise=True, classes=10):
+def conv_bn_relu(seed=0, c_in=4, c=32, opset=OPSET, depthwise=True, classes=10):
     """Conv-BN-ReLU, depthwise Conv-BN-Clip, 1x1 Conv, residual Add, GlobalAveragePool, Gemm(transB=1)."""
     r = _rng(seed)
     nodes = [
@@ -98,7 +98,7 @@ def mlp_matmul(seed=2, d_in=32, hidden=64, d_out=10):
 def constant_weights(seed=3):
     """Weights held in Constant nodes, plus Identity and Dropout no-ops."""
     r = _rng(seed)
-    wc = numpy_helper.from_array(r.normal(0, 0.3, (8, 3, 3, 3)).astype(np.float32), "wc")
+    wc = numpy_helper.from_array(r.normal(0, 0.3, (8, 4, 3, 3)).astype(np.float32), "wc")
     nodes = [
         helper.make_node("Constant", [], ["wconst"], name="const_w", value=wc),
         helper.make_node("Identity", ["x"], ["xi"], name="ident"),
@@ -106,7 +106,7 @@ def constant_weights(seed=3):
         helper.make_node("Dropout", ["c"], ["d"], name="drop"),
         helper.make_node("Relu", ["d"], ["y"], name="relu"),
     ]
-    return _model(nodes, [f32("x", ["N", 3, 8, 8])], [f32("y", ["N", 8, 8, 8])], [])
+    return _model(nodes, [f32("x", ["N", 4, 8, 8])], [f32("y", ["N", 8, 8, 8])], [])
 
 
 def images(n, shape, seed=0, lo=-1.0, hi=1.0):

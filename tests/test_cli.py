@@ -20,7 +20,7 @@ def model_file(tmp_path):
 
 def test_calibrate_npy(model_file, tmp_path, capsys):
     data = tmp_path / "cal.npy"
-    np.save(data, models.images(24, (3, 16, 16)))
+    np.save(data, models.images(24, (4, 16, 16)))
     out = tmp_path / "out"
     assert main(["calibrate", str(model_file), "--data", str(data), "--output", str(out), "--quiet"]) == 0
     for f in ("net_fake_quant_model.onnx", "net_deploy_model.onnx", "tmp/config.json", "tmp/record.txt",
@@ -32,7 +32,7 @@ def test_calibrate_npy(model_file, tmp_path, capsys):
 
 def test_calibrate_npz_prefix_and_options(model_file, tmp_path, capsys):
     data = tmp_path / "cal.npz"
-    np.savez(data, x=models.images(16, (3, 16, 16)))
+    np.savez(data, x=models.images(16, (4, 16, 16)))
     out = tmp_path / "out"
     rc = main(["calibrate", str(model_file), "--data", str(data), "--output", str(out), "--prefix", "mine",
                "--algo", "percentile", "--skip-layers", "fc", "--num-samples", "8"])
@@ -48,7 +48,7 @@ def test_calibrate_npz_folder(model_file, tmp_path):
     folder = tmp_path / "feeds"
     folder.mkdir()
     for i in range(5):
-        np.savez(folder / f"{i:03d}.npz", x=models.images(2, (3, 16, 16), seed=i))
+        np.savez(folder / f"{i:03d}.npz", x=models.images(2, (4, 16, 16), seed=i))
     out = tmp_path / "out"
     assert main(["calibrate", str(model_file), "--data", str(folder), "--output", str(out), "--quiet"]) == 0
     assert (out / "net_deploy_model.onnx").exists()
@@ -56,7 +56,7 @@ def test_calibrate_npz_folder(model_file, tmp_path):
 
 def test_calibrate_image_folder(tmp_path):
     from PIL import Image
-    m = models.conv_bn_relu()
+    m = models.conv_bn_relu(c_in=3)
     p = tmp_path / "net.onnx"
     onnx.save(m, p)
     imgs = tmp_path / "imgs"
@@ -75,7 +75,7 @@ def test_cli_errors_are_one_line_exit_2(model_file, tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith("amct-nb: error:") and "Traceback" not in err and err.count("\n") == 1
     bad = tmp_path / "bad.npy"
-    np.save(bad, np.zeros((4, 3, 8, 8), np.float32))
+    np.save(bad, np.zeros((4, 4, 8, 8), np.float32))
     rc = main(["calibrate", str(model_file), "--data", str(bad), "--output", str(tmp_path / "o")])
     assert rc == 2 and "needs size 16" in capsys.readouterr().err
     assert not (tmp_path / "o" / "net_deploy_model.onnx").exists()

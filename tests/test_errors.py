@@ -24,7 +24,7 @@ def model_file(tmp_path):
 
 
 def cal(n=8):
-    return models.images(n, (3, 16, 16))
+    return models.images(n, (4, 16, 16))
 
 
 def assert_nothing_written(out):
@@ -97,14 +97,14 @@ def test_unknown_custom_domain():
 
 
 def test_wrong_shape(model_file):
-    bad = np.zeros((4, 3, 20, 20), np.float32)
+    bad = np.zeros((4, 4, 20, 20), np.float32)
     with pytest.raises(DataError, match="needs size 16 on axis 2"):
         an.quantize(model_file, bad, progress=False)
 
 
 def test_wrong_rank(model_file):
     with pytest.raises(DataError, match="rank 4"):
-        an.quantize(model_file, [np.zeros((3, 16, 16), np.float32)], progress=False)
+        an.quantize(model_file, [np.zeros((4, 16, 16), np.float32)], progress=False)
 
 
 def test_wrong_dtype(model_file):

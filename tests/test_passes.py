@@ -20,7 +20,7 @@ def test_fold_bn_structure_and_numbers():
     ops = [n.op_type for n in out.graph.node]
     assert "BatchNormalization" not in ops and ops.count("Conv") == 3
     assert sum("folded into" in n for n in notes) == 2
-    x = models.images(4, (3, 16, 16))
+    x = models.images(4, (4, 16, 16))
     np.testing.assert_allclose(run(out, x), run(m, x), rtol=1e-4, atol=1e-4)
 
 
@@ -60,7 +60,7 @@ def test_constants_and_noops():
     assert [n.op_type for n in b.graph.node] == ["Conv", "Relu"]
     assert {t.name for t in b.graph.initializer} == {"wconst"}
     assert n1 and n2
-    x = models.images(2, (3, 8, 8))
+    x = models.images(2, (4, 8, 8))
     np.testing.assert_allclose(run(b, x), run(m, x), rtol=1e-6)
     # nothing to do -> no notes, same graph
     c, n3 = remove_noops(b)
@@ -71,7 +71,7 @@ def test_upgrade_opset_11():
     m = models.conv_bn_relu(opset=11)
     out, notes = upgrade_opset(m)
     assert model_opset(m) == 11 and model_opset(out) == 13 and notes
-    x = models.images(2, (3, 16, 16))
+    x = models.images(2, (4, 16, 16))
     np.testing.assert_allclose(run(out, x), run(m, x), rtol=1e-5, atol=1e-5)
 
 

@@ -23,11 +23,11 @@ def cos(a, b):
 
 
 CASES = {
-    "conv_bn_dw_gemm": (models.conv_bn_relu, (3, 16, 16)),
+    "conv_bn_dw_gemm": (models.conv_bn_relu, (4, 16, 16)),
     "convtranspose": (models.convtranspose_model, (4, 16, 16)),
     "matmul_gemm": (models.mlp_matmul, (32,)),
-    "constant_weights": (models.constant_weights, (3, 8, 8)),
-    "opset11": (lambda: models.conv_bn_relu(opset=11), (3, 16, 16)),
+    "constant_weights": (models.constant_weights, (4, 8, 8)),
+    "opset11": (lambda: models.conv_bn_relu(opset=11), (4, 16, 16)),
 }
 
 
@@ -65,11 +65,11 @@ def test_quantize_every_op_type(case):
 
 
 def test_bn_folded_and_depthwise_quantized():
-    res = an.quantize(models.conv_bn_relu(), models.images(32, (3, 16, 16)), progress=False)
+    res = an.quantize(models.conv_bn_relu(), models.images(32, (4, 16, 16)), progress=False)
     assert "BatchNormalization" not in {n.op_type for n in res.prepared.model.graph.node}
     assert "dwconv" in res.quantized_layers
     dw = res.plan.layers["dwconv"]
-    assert dw.axis == 0 and dw.w_scale.shape == (16,)
+    assert dw.axis == 0 and dw.w_scale.shape == (32,)
     assert res.plan.layers["fc"].axis == 0  # Gemm transB=1: output channels on axis 0
 
 
@@ -94,7 +94,7 @@ def test_save_outputs_and_byte_identical_rerun(tmp_path):
     p = tmp_path / "net.onnx"
     onnx.save(m, p)
     before = p.read_bytes()
-    cal = models.images(40, (3, 16, 16))
+    cal = models.images(40, (4, 16, 16))
     outs = []
     for run_ in range(2):
         res = an.quantize(str(p), cal, progress=False)
@@ -118,7 +118,7 @@ def test_save_outputs_and_byte_identical_rerun(tmp_path):
 
 def test_skip_layer_and_config_roundtrip(tmp_path):
     m = models.conv_bn_relu()
-    cal = models.images(16, (3, 16, 16))
+    cal = models.images(16, (4, 16, 16))
     cfg = an.QuantConfig()
     cfg.set("fc", quant_enable=False).set("conv1", act_algo="percentile", percentile=99.9)
     res = an.quantize(m, cal, cfg, progress=False)
@@ -133,7 +133,7 @@ def test_skip_layer_and_config_roundtrip(tmp_path):
 
 def test_record_roundtrip_and_build_from_record():
     m = models.conv_bn_relu()
-    res = an.quantize(m, models.images(16, (3, 16, 16)), progress=False)
+    res = an.quantize(m, models.images(16, (4, 16, 16)), progress=False)
     rec = an.Record.from_text(res.record.to_text())
     assert rec.to_text() == res.record.to_text()
     again = an.build(res.prepared, res.config, {}, record=rec)
@@ -143,7 +143,7 @@ def test_record_roundtrip_and_build_from_record():
 def test_per_tensor_and_symmetric_options():
     cfg = an.QuantConfig(activation_offset=False)
     cfg.default.channel_wise = False
-    res = an.quantize(models.conv_bn_relu(), models.images(16, (3, 16, 16)), cfg, progress=False)
+    res = an.quantize(models.conv_bn_relu(), models.images(16, (4, 16, 16)), cfg, progress=False)
     assert all(l.axis is None for l in res.plan.layers.values())
     assert all(t.zero_point == 128 for t in res.plan.tensors.values())
 
@@ -153,8 +153,8 @@ def test_range_algorithms_end_to_end(algo):
     cfg = an.QuantConfig()
     cfg.default.act_algo = algo
     m = models.conv_bn_relu()
-    ev = models.images(16, (3, 16, 16), seed=5)
-    res = an.quantize(m, models.images(32, (3, 16, 16)), cfg, progress=False)
+    ev = models.images(16, (4, 16, 16), seed=5)
+    res = an.quantize(m, models.images(32, (4, 16, 16)), cfg, progress=False)
     assert cos(run(res.deploy_model, ev), run(m, ev)) > 0.99
 
 
@@ -163,7 +163,7 @@ def test_amct_flow_matches_direct_api(tmp_path):
     m = models.conv_bn_relu()
     mp = tmp_path / "m.onnx"
     onnx.save(m, mp)
-    cal = models.images(20, (3, 16, 16))
+    cal = models.images(20, (4, 16, 16))
     cfgp, mod, recp = tmp_path / "tmp/config.json", tmp_path / "tmp/modified_model.onnx", tmp_path / "tmp/record.txt"
     amct.create_quant_config(cfgp, mp, skip_layers=["fc"], batch_num=2)
     assert json.loads(cfgp.read_text())["fc"]["quant_enable"] is False

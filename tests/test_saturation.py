@@ -43,7 +43,7 @@ def saturating_model():
 
 
 def test_guard_keeps_pairs_in_kernel_order():
-    res = an.quantize(saturating_model(), models.images(32, (3, 16, 16)), an.QuantConfig(saturation_guard="always"),
+    res = an.quantize(saturating_model(), models.images(32, (4, 16, 16)), an.QuantConfig(saturation_guard="always"),
                       progress=False)
     nodes = {n.name: n for n in res.prepared.model.graph.node}
     checked = 0
@@ -53,7 +53,7 @@ def test_guard_keeps_pairs_in_kernel_order():
             assert pairs_ok(rows), name
             checked += 1
     assert checked == 3  # conv1, pwconv, fc; the depthwise conv has its own exact kernel
-    off = an.quantize(saturating_model(), models.images(32, (3, 16, 16)), an.QuantConfig(saturation_guard="off"),
+    off = an.quantize(saturating_model(), models.images(32, (4, 16, 16)), an.QuantConfig(saturation_guard="off"),
                       progress=False)
     assert not pairs_ok(OPS["Conv"].kernel_rows(nodes["pwconv"], off.plan.layers["pwconv"].w_q))
 
@@ -64,7 +64,7 @@ def test_deploy_equals_fake_quant_on_cpu_without_vnni(tmp_path):
         if os.environ.get("CI"):
             pytest.fail("qemu-user is missing: .ci/run installs it (apt-get install qemu-user)")
         pytest.skip("qemu-user not installed (apt-get install qemu-user)")
-    cal, ev = models.images(48, (3, 16, 16)), models.images(16, (3, 16, 16), seed=3, lo=-1.5, hi=1.5)
+    cal, ev = models.images(48, (4, 16, 16)), models.images(16, (4, 16, 16), seed=3, lo=-1.5, hi=1.5)
     np.save(tmp_path / "ev.npy", ev)
     for guard in ("always", "off"):
         res = an.quantize(saturating_model(), cal, an.QuantConfig(saturation_guard=guard), progress=False)
