@@ -144,28 +144,20 @@ def range_mse(st: TensorStats, spec: RangeSpec) -> tuple[float, float]:
     return lo, hi
 
 
-def range_entropy(st: TensorStats, spec: RangeSpec) -> tuple[float, float]:
-    """TensorRT-style KL-divergence threshold on the histogram of |x| (or of x when x >= 0)."""
-    nonneg = st.min >= 0
-    # KL needs fine bins: groups of bins coarser than the data's spread hide the rounding loss
-    h = (st.histogram() if nonneg else st.histogram().abs()).coarsen(4 * _SEARCH_BINS)
-    # re-grid onto bins starting at 0
-    counts = np.zeros(h.k0 + len(h.counts)) if h.k0 >= 0 else None
-    if counts is None:
-        return range_minmax(st, spec)
+def _kl_threshold(h: Histogram, levels: int) -> float | None:
+    """TensorRT's KL-divergence threshold on a histogram of non-negative values (None: no data)."""
+    if h.k0 < 0 or h.counts.sum() <= 0:
+        return None
+    counts = np.zeros(h.k0 + len(h.counts))
     counts[h.k0 :] = h.counts
-    # the bin at 0 holds the exact zeros of ReLU-like tensors (or |x| ~ 0), which any grid
-    # represents exactly; left in, that spike dominates the divergence and forces tiny ranges
+    # the bin at 0 holds the exact zeros of ReLU-like tensors, which any grid represents exactly;
+    # left in, that spike dominates the divergence and forces tiny ranges
     counts[0] = 0.0
     n = len(counts)
-    levels = (2 ** (spec.bits - 1)) if not nonneg else 2**spec.bits
-    levels = max(2, min(levels // (1 if nonneg else 1), n))
-    if n <= levels:
-        return range_minmax(st, spec)
+    if n <= levels or counts.sum() <= 0:
+        return None
     best, best_i = math.inf, n
-    starts = np.unique(np.linspace(levels, n, min(256, n - levels + 1)).astype(int))
-    total = counts.sum()
-    for i in starts:
+    for i in np.unique(np.linspace(levels, n, min(256, n - levels + 1)).astype(int)):
         p = counts[:i].copy()
         p[i - 1] += counts[i:].sum()
         nz = p > 0
@@ -174,7 +166,6 @@ def range_entropy(st: TensorStats, spec: RangeSpec) -> tuple[float, float]:
         gsum = np.bincount(grp, weights=counts[:i], minlength=levels)
         gnz = np.bincount(grp, weights=(counts[:i] > 0).astype(float), minlength=levels)
         q = np.where(counts[:i] > 0, gsum[grp] / np.maximum(gnz[grp], 1), 0.0)
-        q[i - 1] += 0.0
         pn, qn = p / p.sum(), q / max(q.sum(), 1e-300)
         valid = nz & (qn > 0)
         if not valid.any():
@@ -182,10 +173,41 @@ def range_entropy(st: TensorStats, spec: RangeSpec) -> tuple[float, float]:
         kl = float(np.sum(pn[valid] * np.log(pn[valid] / qn[valid]))) + float(pn[nz & ~(qn > 0)].sum()) * 1e3
         if kl < best:
             best, best_i = kl, i
-    thr = best_i * h.width
-    if nonneg:
-        return st.min, min(thr, st.max)
-    return max(-thr, st.min), min(thr, st.max)
+    return best_i * h.width
+
+
+def _side(h: Histogram, negative: bool) -> Histogram:
+    """The part of a histogram on one side of 0, mirrored to non-negative values."""
+    k = h.k0 + np.arange(len(h.counts))
+    keep = k < 0 if negative else k >= 0
+    if not keep.any():
+        return Histogram(np.zeros(1), 0, h.exp)
+    kk = (-k[keep] - 1) if negative else k[keep]
+    counts = np.bincount(kk, weights=h.counts[keep])
+    return Histogram(counts, 0, h.exp).trimmed()
+
+
+def range_entropy(st: TensorStats, spec: RangeSpec) -> tuple[float, float]:
+    """TensorRT-style KL-divergence thresholds: on |x| for symmetric grids, else on each side of 0
+    separately (a single |x| threshold would clip the long side of a skewed tensor)."""
+    # KL needs fine bins: groups of bins coarser than the data's spread hide the rounding loss
+    h = st.histogram().coarsen(4 * _SEARCH_BINS)
+    neg, pos = max(-st.min, 0.0), max(st.max, 0.0)
+    skewed = min(neg, pos) < 0.5 * max(neg, pos)
+    if spec.symmetric or (neg > 0 and pos > 0 and not skewed):
+        t = _kl_threshold(h.abs(), 2 ** (spec.bits - 1))
+        if t is None:
+            return range_minmax(st, spec)
+        return max(-t, st.min), min(t, st.max)
+    lo, hi = st.min, st.max
+    pos_share = max(st.max, 0.0) / max(st.max - st.min, 1e-30)
+    if st.max > 0:
+        t = _kl_threshold(_side(h, False), max(2, int(round(2**spec.bits * pos_share))))
+        hi = min(t, st.max) if t is not None else st.max
+    if st.min < 0:
+        t = _kl_threshold(_side(h, True), max(2, int(round(2**spec.bits * (1 - pos_share)))))
+        lo = max(-t, st.min) if t is not None else st.min
+    return lo, hi
 
 
 ALGORITHMS = {
