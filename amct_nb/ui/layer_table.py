@@ -1,0 +1,51 @@
+"""LayerTable: the sortable, filterable per-layer settings table (an anywidget).
+
+The front end (``static/layer_table.js``, ``static/layer_table.css``; sources in the
+repository's top-level ``widgets/``) draws ``rows`` as one HTML table with an inline SVG
+histogram per row and sends edits back through ``changes``. This class holds no maths and no
+config: a :class:`~amct_nb.ui.panels.SettingsPanel` turns ``changes`` into QuantConfig edits.
+
+Traits (all synced): ``rows`` (list of dicts, Python -> browser), ``filter``, ``sort_by``,
+``sort_desc``, ``selection`` (layer names), ``active`` (the clicked layer), ``changes`` (the
+last edit: ``[{"name", "field", "value", "seq"}]``, browser -> Python), ``render_ms`` (the
+browser's last render time).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anywidget
+import traitlets
+
+__all__ = ["LayerTable", "STATIC", "EDITABLE_FIELDS"]
+
+STATIC = Path(__file__).resolve().parent / "static"
+#: Row fields the front end may change, with the Python type of their value.
+EDITABLE_FIELDS = {"quant_enable": bool, "act_algo": str, "channel_wise": bool}
+
+
+class LayerTable(anywidget.AnyWidget):
+    """A table of layers; see the module docstring for its traits."""
+
+    _esm = STATIC / "layer_table.js"
+    _css = STATIC / "layer_table.css"
+
+    rows = traitlets.List(traitlets.Dict()).tag(sync=True)
+    filter = traitlets.Unicode("").tag(sync=True)
+    sort_by = traitlets.Unicode("index").tag(sync=True)
+    sort_desc = traitlets.Bool(False).tag(sync=True)
+    selection = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    active = traitlets.Unicode("").tag(sync=True)
+    changes = traitlets.List(traitlets.Dict()).tag(sync=True)
+    render_ms = traitlets.Float(0.0).tag(sync=True)
+
+    def visible_names(self) -> list[str]:
+        """Names of the rows the filter shows (same rule as the front end: every word of the
+        filter, case-insensitive, appears in the name or the op type)."""
+        words = self.filter.lower().split()
+        return [r["name"] for r in self.rows if all(w in f"{r['name']} {r['op_type']}".lower() for w in words)]
+
+    def targets(self) -> list[str]:
+        """The selected rows, or every shown row when none is selected."""
+        return list(self.selection) or self.visible_names()
