@@ -116,13 +116,13 @@ def create_quant_config(config_file, model_file, skip_layers=None, batch_num=1, 
     for l in p.layers:
         if l.op_type in overrides and l.name not in cfg.layers:
             cfg.layers[l.name] = overrides[l.op_type]
-    from .plan import reduction_size
+    from .plan import input_channels
 
     for l in p.layers:
         if l.quantizable and l.name not in cfg.layers:
             cfg.layers[l.name] = LayerConfig(**cfg.default.__dict__)
-        k = reduction_size(l)
-        if l.name in cfg.layers and cfg.min_reduction and k is not None and k < cfg.min_reduction:
+        k = input_channels(l)
+        if l.name in cfg.layers and cfg.min_input_channels and k is not None and k < cfg.min_input_channels:
             cfg.layers[l.name].quant_enable = False
         if l.name in cfg.skip_layers and l.name in cfg.layers:
             cfg.layers[l.name].quant_enable = False

@@ -149,6 +149,8 @@ class QuantResult:
     guard: str
     guard_reason: str
     log_lines: list[str] = field(default_factory=list)
+    tensor_errors: dict = field(default_factory=dict)
+    output_errors: dict = field(default_factory=dict)
 
     @property
     def quantized_layers(self) -> list[str]:
@@ -162,13 +164,30 @@ class QuantResult:
         """What was quantized, what stayed float and why, and sizes."""
         orig = self.prepared.original.ByteSize()
         dep = self.deploy_model.ByteSize()
+        from .safety import sqnr_db
+
+        inits = {t.name: t for t in self.prepared.model.graph.initializer}
+
+        def wsqnr(l):
+            w = onnx.numpy_helper.to_array(inits[l.weight]).astype(np.float32)
+            shape = [1] * w.ndim
+            if l.axis is not None:
+                shape[l.axis] = -1
+            return round(sqnr_db(w, l.w_q.astype(np.float32) * l.w_scale.reshape(shape)), 2)
+
+        def terr(t):
+            e = self.tensor_errors.get(t)
+            return None if e is None else round(e["sqnr_db"], 2)
+
         return {
             "model": self.prepared.name,
             "quantized_layers": [
                 {"name": n, "op_type": l.op_type, "channel_wise": l.axis is not None, "weight_bits": l.weight_bits,
-                 "pairs_adjusted": l.pairs_fixed}
+                 "pairs_adjusted": l.pairs_fixed, "weight_sqnr_db": wsqnr(l), "input_sqnr_db": terr(l.activation)}
                 for n, l in self.plan.layers.items()
             ],
+            "unsupported": unsupported_ops(self.prepared.model),
+            "output_error": self.output_errors,
             "float_layers": [{"name": n, "reason": r} for n, r in self.plan.float_layers.items()],
             "quantized_tensors": len(self.plan.tensors),
             "float_tensors": [{"name": n, "reason": r} for n, r in self.plan.float_tensors.items()],
@@ -236,6 +255,36 @@ class QuantResult:
         return paths
 
 
+_RECURRENT = ("LSTM", "GRU", "RNN")
+
+
+def unsupported_ops(model: onnx.ModelProto) -> list[dict]:
+    """Weighted ops amct-nb leaves float: recurrent layers, and layers inside If/Loop/Scan bodies."""
+    from .registry import OPS
+
+    out = []
+    for n in model.graph.node:
+        if n.op_type in _RECURRENT:
+            out.append({"name": n.name, "op_type": n.op_type, "reason": "recurrent layers are left float (not supported)"})
+        for a in n.attribute:
+            subs = [a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)
+            inner = [m for s in subs for m in _walk(s) if m.op_type in OPS or m.op_type in _RECURRENT]
+            if inner:
+                kinds = sorted({m.op_type for m in inner})
+                out.append({"name": n.name, "op_type": n.op_type,
+                            "reason": f"its subgraph '{a.name}' holds {len(inner)} weighted op(s) ({', '.join(kinds)}) "
+                                      "that stay float: layers inside If/Loop/Scan bodies are not quantized"})
+    return out
+
+
+def _walk(g: onnx.GraphProto):
+    for n in g.node:
+        yield n
+        for a in n.attribute:
+            for s in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
+                yield from _walk(s)
+
+
 def modified_model_for(p: Prepared, cfg: QuantConfig, config_file, record_file) -> onnx.ModelProto:
     """AMCT's tmp/modified_model.onnx: the prepared (BN-folded) float model, with the tensors to
     observe and the config/record paths in its metadata, so :class:`amct_nb.amct.InferenceSession`
@@ -275,12 +324,27 @@ def build(prepared: Prepared, config: QuantConfig | None, stats: dict, *, record
     guard, why = resolve_guard(cfg.saturation_guard)
     lines = [f"amct-nb: model {prepared.name}", *[f"prepare: {n}" for n in prepared.notes], f"saturation guard: {guard} ({why})"]
     float_layers, float_tensors_ = {}, {}
+    feeds = list(getattr(stats, "feeds", []) or [])
+    errors: dict = {}
     if record is None:
-        record, float_layers, float_tensors_ = record_from_stats(prepared.model, prepared.layers, cfg, stats, guard)
+        forced: dict[str, str] = {}
+        for _ in range(3):  # leaving a tensor float can change its neighbours' plan: re-check
+            record, float_layers, float_tensors_ = record_from_stats(prepared.model, prepared.layers, cfg, stats, guard, forced)
+            plan = plan_from_record(prepared.model, prepared.layers, cfg, record, guard, float_layers, float_tensors_)
+            if not (cfg.safety_net and feeds):
+                break
+            from .safety import flag_tensors, tensor_errors
+
+            errors = tensor_errors(prepared.model, plan, feeds)
+            bad = flag_tensors(errors, cfg.min_sqnr_db, cfg.min_channel_snr_db)
+            new = {t: r for t, r in bad.items() if t not in forced}
+            if not new:
+                break
+            forced.update(new)
     else:
         done = set(record.layers)
         float_layers = {l.name: (l.reason or "not in the record") for l in prepared.layers if l.name not in done}
-    plan = plan_from_record(prepared.model, prepared.layers, cfg, record, guard, float_layers, float_tensors_)
+        plan = plan_from_record(prepared.model, prepared.layers, cfg, record, guard, float_layers, float_tensors_)
     if not plan.layers:
         raise AmctError(
             "no layer could be quantized: "
@@ -298,9 +362,17 @@ def build(prepared: Prepared, config: QuantConfig | None, stats: dict, *, record
         lines.append(f"layer {n} left float: {r}")
     for n, r in plan.float_tensors.items():
         lines.append(f"tensor {n} left float: {r}")
+    out_err = {}
+    if feeds:
+        from .safety import output_errors
+
+        out_err = output_errors(prepared.model, fake, feeds)
+        for n, e in out_err.items():
+            lines.append(f"output {n}: cosine {e['cosine']:.6f}, SQNR {e['sqnr_db']:.1f} dB vs the float model "
+                         f"({sum(next(iter(f.values())).shape[0] for f in feeds)} calibration samples)")
     for line in lines:
         log.info("%s", line)
-    return QuantResult(prepared, cfg, record, plan, stats, fake, deploy, guard, why, lines)
+    return QuantResult(prepared, cfg, record, plan, stats, fake, deploy, guard, why, lines, errors, out_err)
 
 
 def _check_outputs(fake: onnx.ModelProto, deploy: onnx.ModelProto) -> None:

@@ -81,11 +81,16 @@ class QuantConfig:
     activation_dtype: str = "uint8"
     saturation_guard: str = "always"
     quantize_outputs: bool = True  # Q/DQ on layer outputs so ONNX Runtime can fuse int8 kernels
-    #: Convolutions / GEMMs whose reduction (input channels per group x kernel size) is shorter
-    #: than this stay float: ONNX Runtime's int8 GEMM is slower than float there (e.g. the RGB
-    #: stem conv, 3x3x3 = 27), and such layers are also the most sensitive (AMCT advises the
-    #: same for Cin <= 16). Depthwise convolutions use another kernel and are not affected. 0: off.
-    min_reduction: int = 32
+    #: Convolutions with fewer input channels per group than this stay float: the RGB / grey
+    #: stem conv of image models, whose int8 kernel in ONNX Runtime is slower than float (a 3x3x3
+    #: reduction) and which is the most sensitive layer (AMCT advises not quantizing Cin <= 16).
+    #: Depthwise convolutions use another kernel and are not affected. 0: off.
+    min_input_channels: int = 4
+    #: After calibration, measure each quantized tensor's error on a few calibration samples and
+    #: leave float those whose quantization destroys information (see amct_nb.safety).
+    safety_net: bool = True
+    min_sqnr_db: float = 12.0
+    min_channel_snr_db: float = 3.0
 
     def for_layer(self, name: str, op_type: str | None = None) -> LayerConfig:
         lc = self.layers.get(name, self.default)
@@ -157,7 +162,10 @@ class QuantConfig:
             "activation_dtype": self.activation_dtype,
             "saturation_guard": self.saturation_guard,
             "quantize_outputs": self.quantize_outputs,
-            "min_reduction": self.min_reduction,
+            "min_input_channels": self.min_input_channels,
+            "safety_net": self.safety_net,
+            "min_sqnr_db": self.min_sqnr_db,
+            "min_channel_snr_db": self.min_channel_snr_db,
         }
         return d
 
@@ -184,7 +192,10 @@ class QuantConfig:
             cfg.activation_dtype = ext.get("activation_dtype", cfg.activation_dtype)
             cfg.saturation_guard = ext.get("saturation_guard", cfg.saturation_guard)
             cfg.quantize_outputs = bool(ext.get("quantize_outputs", cfg.quantize_outputs))
-            cfg.min_reduction = int(ext.get("min_reduction", cfg.min_reduction))
+            cfg.min_input_channels = int(ext.get("min_input_channels", cfg.min_input_channels))
+            cfg.safety_net = bool(ext.get("safety_net", cfg.safety_net))
+            cfg.min_sqnr_db = float(ext.get("min_sqnr_db", cfg.min_sqnr_db))
+            cfg.min_channel_snr_db = float(ext.get("min_channel_snr_db", cfg.min_channel_snr_db))
         except (TypeError, ValueError) as e:
             raise ConfigError(f"{where}: a global setting has the wrong type ({e}): compare with a generated config.json") from e
         for name, v in d.items():

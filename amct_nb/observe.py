@@ -21,7 +21,14 @@ from .feeds import InputSpec, check_feed, input_specs, rebatch
 from .model import fit_ir_version, tensor_elem_types
 from .stats import TensorStats
 
-__all__ = ["observe", "float_tensors", "make_session", "with_outputs", "DEFAULT_BATCH_BYTES"]
+__all__ = ["observe", "float_tensors", "make_session", "with_outputs", "DEFAULT_BATCH_BYTES", "CalibrationStats"]
+
+
+class CalibrationStats(dict):
+    """``{tensor name: TensorStats}`` plus ``feeds``: the first few calibration feeds (a handful
+    of samples), kept for the safety net's error measurements."""
+
+    feeds: list = []
 
 #: Budget for the observed tensors of one batch; sets how many samples go into one ORT run.
 DEFAULT_BATCH_BYTES = 96 * 2**20
@@ -107,7 +114,8 @@ def observe(
     cancel: threading.Event | None = None,
     on_batch: Callable[[int, int], None] | None = None,
     threads: int | None = None,
-) -> dict[str, TensorStats]:
+    keep_samples: int = 8,
+) -> CalibrationStats:
     """Run ``data`` through ``model`` once and collect statistics of ``tensors``.
 
     ``data`` yields feeds (dict or array, each a complete model input). For models with a
@@ -121,7 +129,9 @@ def observe(
     sess = make_session(with_outputs(model, tensors), threads=threads)
     out_names = [o.name for o in sess.get_outputs()]
     pick = [out_names.index(t) for t in tensors]
-    stats = {t: TensorStats(t) for t in tensors}
+    stats = CalibrationStats((t, TensorStats(t)) for t in tensors)
+    stats.feeds = []
+    kept = 0
     bps = _bytes_per_sample(model, tensors)
     target = max(1, min(max_batch, int(batch_bytes // bps))) if bps else 1
 
@@ -151,6 +161,9 @@ def observe(
                     f"shapes and types the model expects ({'; '.join(s.describe() for s in specs)})"
                 ) from e
             n = next(iter(feed.values())).shape[0] if specs and specs[0].batch_dynamic else 1
+            if kept < keep_samples:
+                stats.feeds.append({k: v[: keep_samples - kept].copy() if n > 1 else v.copy() for k, v in feed.items()})
+                kept += min(n, keep_samples - kept) if n > 1 else 1
             for t, i in zip(tensors, pick):
                 stats[t].update(outs[i], samples=n)
             del outs

@@ -117,30 +117,23 @@ def _tensor_spec(cfg: QuantConfig, lc: LayerConfig) -> RangeSpec:
     )
 
 
-def reduction_size(layer: Layer) -> int | None:
-    """Length of the dot products a GEMM-based int8 kernel computes for this layer (None for
-    depthwise convolutions, which use a direct kernel)."""
+def input_channels(layer: Layer) -> int | None:
+    """Input channels per group of a non-depthwise convolution (None for other layers)."""
     s = layer.weight_shape
-    if layer.op_type == "Conv":
-        if len(s) < 3 or s[1] == 1:
-            return None if len(s) >= 3 else 0
-        return int(np.prod(s[1:]))
-    if layer.op_type == "ConvTranspose":
-        return int(s[0]) * int(np.prod(s[2:])) if len(s) >= 3 else None
-    if layer.op_type == "Gemm":
-        return None  # depends on transB; GEMMs in practice are long
-    return int(s[0]) if s else None
+    if layer.op_type == "Conv" and len(s) >= 3 and s[1] > 1:
+        return int(s[1])
+    return None
 
 
 def _enabled(layers: list[Layer], cfg: QuantConfig, extra_off: dict[str, str]) -> tuple[list[Layer], dict[str, str]]:
     on, off = [], {}
     for l in layers:
-        k = reduction_size(l)
+        k = input_channels(l)
         if not l.quantizable:
             off[l.name] = l.reason
-        elif cfg.min_reduction and k is not None and k < cfg.min_reduction:
-            off[l.name] = (f"reduction of {k} values < min_reduction {cfg.min_reduction}: int8 is slower than float "
-                           "here and the layer is sensitive (set min_reduction: 0 to quantize it)")
+        elif cfg.min_input_channels and k is not None and k < cfg.min_input_channels:
+            off[l.name] = (f"{k} input channels < min_input_channels {cfg.min_input_channels} (an image stem): int8 is "
+                           "slower than float here and the layer is sensitive (set min_input_channels: 0 to quantize it)")
         elif l.name in extra_off:
             off[l.name] = extra_off[l.name]
         elif not cfg.for_layer(l.name, l.op_type).quant_enable:
@@ -209,7 +202,8 @@ def _row_channel(flat_idx: np.ndarray, shape: tuple, axis: int) -> np.ndarray:
 
 
 def record_from_stats(
-    model: onnx.ModelProto, layers: list[Layer], cfg: QuantConfig, stats: dict, guard: str = "none"
+    model: onnx.ModelProto, layers: list[Layer], cfg: QuantConfig, stats: dict, guard: str = "none",
+    force_float: dict[str, str] | None = None,
 ) -> tuple[Record, dict[str, str], dict[str, str]]:
     """Ranges -> scales for every quant point and weight; returns (record, float_layers, float_tensors).
 
@@ -233,8 +227,10 @@ def record_from_stats(
         changed = False
         for t in pts:
             st = stats.get(t)
-            why = None
-            if st is None:
+            why = (force_float or {}).get(t)
+            if why:
+                pass
+            elif st is None:
                 why = "no statistics were collected for it"
             elif st.nonfinite:
                 why = f"holds non-finite values ({st.nan} NaN, {st.posinf} +inf, {st.neginf} -inf) by design"

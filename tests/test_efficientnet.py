@@ -38,7 +38,7 @@ def test_efficientnet_accuracy_bounds(result_and_data):
     fq = predict(res.fake_quant_model, ev).argmax(1)
     agree = (dep == fp).mean()
     drop = (fp == labels).mean() - (dep == labels).mean()
-    # the RGB stem conv (3x3x3 reduction) stays float by default (min_reduction), the rest is int8
+    # the RGB stem conv (3 input channels) stays float by default (min_input_channels), the rest is int8
     assert len(res.plan.layers) == 49 and list(res.plan.float_layers) == ["node_Conv_881"]
     assert agree >= 0.97, agree
     assert drop <= 0.01, drop  # 2 of 200 images (the benchmark's 400 images: <= 0.4 pt)
