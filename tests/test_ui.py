@@ -290,7 +290,7 @@ def test_comparer_against_itself_has_no_error():
     x, y = zoo.load().test_data(20)
     c = Comparer(s.prepared, x, y, error_samples=8).run(s.result)
     assert c.n == 20 and c.error_samples == 8 and c.labels is not None
-    same = type(s.result)(**{**s.result.__dict__, "fake_quant_model": s.prepared.model})
+    same = type(s.result)(**{**s.result.__dict__, "fake_quant_model": s.prepared.model, "deploy_model": s.prepared.model})
     c2 = Comparer(s.prepared, x, y, error_samples=8).run(same)
     assert c2.agreement == 1.0 and all(e.sqnr_db == SQNR_CAP_DB and e.cosine == pytest.approx(1.0) for e in c2.layers)
 

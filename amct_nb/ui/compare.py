@@ -8,6 +8,7 @@ Per layer, over the first ``error_samples`` samples::
     SQNR   = 10 * log10( sum(x^2) / sum((x - y)^2) )    (x: float output, y: quantized output)
     cosine = mean over samples of <x_i, y_i> / (|x_i| |y_i|)
 
+Predictions (top-k, agreement) come from the deploy model, the int8 model ONNX Runtime runs.
 Errors accumulate through the network; ``sqnr_drop`` (the layer's SQNR minus the SQNR of its
 input) points at the layer that adds the most. The float side is computed once per Comparer.
 """
@@ -107,7 +108,7 @@ def _sqnr(sig: float, err: float) -> float:
 class Comparer:
     """Runs comparisons of quantized results against one prepared float model on fixed data."""
 
-    def __init__(self, prepared, x: np.ndarray, labels=None, *, error_samples: int = 32, batch: int = 16):
+    def __init__(self, prepared, x: np.ndarray, labels=None, *, error_samples: int = 16, batch: int = 16):
         inits = {t.name for t in prepared.model.graph.initializer}
         if len([i for i in prepared.model.graph.input if i.name not in inits]) != 1:
             raise DataError("the comparison needs a single-input model: compare multi-input models with your own evaluator")
@@ -155,6 +156,7 @@ class Comparer:
             pin = plain.get_inputs()[0].name
             for a, b in self._rest():
                 logits.append(plain.run(None, {pin: self.x[a:b]})[0])
+            del plain
         self._fp_logits = np.concatenate(logits).astype(np.float32)
         self._fp_cache = cache
         return self._fp_logits, self._fp_cache
@@ -164,17 +166,22 @@ class Comparer:
             yield i, min(len(self.x), i + self.batch)
 
     def run(self, result) -> Comparison:
-        """Compare ``result`` (a QuantResult of the same prepared model) with the float model."""
+        """Compare ``result`` (a QuantResult of the same prepared model) with the float model.
+
+        Predictions come from the deploy model (the int8 model ONNX Runtime runs), per-layer
+        errors from the fake-quant model (it keeps every layer's real-valued output).
+        """
         t0 = time.perf_counter()
         fp_logits, cache = self._float_side()
+        dsess = make_session(result.deploy_model)
+        din = dsess.get_inputs()[0].name
+        q_logits = [dsess.run(None, {din: self.x[a:b]})[0] for a, b in self._batches(len(self.x))]
         qsess, qin, qouts, nmo = self._run(result.fake_quant_model, True)
         fsess = None
         names = qouts[nmo:]
-        acc = {n: [0.0, 0.0, 0.0, 0] for n in names}  # signal^2, error^2, cosine sum, samples
-        q_logits = []
+        acc = {n: np.zeros(4) for n in names}  # signal^2, error^2, cosine sum, samples
         for bi, (a, b) in enumerate(self._batches(self.error_samples)):
             r = qsess.run(None, {qin: self.x[a:b]})
-            q_logits.append(r[0])
             ref = cache[bi] if bi < len(cache) else None
             if ref is None:
                 if fsess is None:
@@ -186,21 +193,7 @@ class Comparer:
                 x = ref.get(n)
                 if x is None or x.shape != y.shape:
                     continue
-                x2 = x.reshape(len(x), -1).astype(np.float64)
-                y2 = y.reshape(len(y), -1).astype(np.float64)
-                s = acc[n]
-                s[0] += float((x2 * x2).sum())
-                s[1] += float(((x2 - y2) ** 2).sum())
-                nx, ny = np.linalg.norm(x2, axis=1), np.linalg.norm(y2, axis=1)
-                dot = (x2 * y2).sum(axis=1)
-                cos = np.where((nx > 0) & (ny > 0), dot / np.maximum(nx * ny, 1e-300), np.where(nx == ny, 1.0, 0.0))
-                s[2] += float(cos.sum())
-                s[3] += len(x2)
-        if self.error_samples < len(self.x):
-            plain = make_session(result.fake_quant_model)
-            pin = plain.get_inputs()[0].name
-            for a, b in self._rest():
-                q_logits.append(plain.run(None, {pin: self.x[a:b]})[0])
+                acc[n] += _error_sums(x.reshape(len(x), -1), y.reshape(len(y), -1))
         tensor_sqnr = {n: _sqnr(v[0], v[1]) for n, v in acc.items() if v[3]}
         quantized = set(result.plan.layers)
         errs = []
@@ -210,6 +203,19 @@ class Comparer:
                 continue
             sq = tensor_sqnr[l.output]
             before = tensor_sqnr.get(l.activation, SQNR_CAP_DB)
-            errs.append(LayerError(l.name, l.op_type, l.name in quantized, sq, v[2] / v[3], round(before - sq, 6)))
+            errs.append(LayerError(l.name, l.op_type, l.name in quantized, sq, float(v[2] / v[3]), round(before - sq, 6)))
         return Comparison(fp_logits, np.concatenate(q_logits).astype(np.float32), self.labels, errs,
                           self.error_samples, time.perf_counter() - t0)
+
+
+def _error_sums(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """[sum x^2, sum (x-y)^2, sum of per-row cosines, rows] of two (rows, n) float32 arrays
+    (per-row sums in float32, one pass each, then float64)."""
+    d = x - y
+    xx = np.einsum("ij,ij->i", x, x, dtype=np.float64)
+    yy = np.einsum("ij,ij->i", y, y, dtype=np.float64)
+    xy = np.einsum("ij,ij->i", x, y, dtype=np.float64)
+    dd = np.einsum("ij,ij->i", d, d, dtype=np.float64)
+    nx, ny = np.sqrt(xx), np.sqrt(yy)
+    cos = np.where((nx > 0) & (ny > 0), xy / np.maximum(nx * ny, 1e-300), np.where(nx == ny, 1.0, 0.0))
+    return np.array([xx.sum(), dd.sum(), cos.sum(), len(x)], np.float64)

@@ -68,7 +68,7 @@ def histogram_figure(session, name: str, max_bars: int = 256) -> Figure:
     h = st.histogram().trimmed().coarsen(max_bars)
     e = h.edges
     c = np.maximum(h.counts, 0)
-    ax.stairs(c, e, fill=True, color="#1f77b4", alpha=0.75)
+    ax.fill_between(e, np.append(c, c[-1]), 0.8, step="post", color="#1f77b4", alpha=0.75, lw=0)
     ax.set_yscale("log")
     ax.set_ylim(bottom=0.8)
     errors = session.range_errors(name)
@@ -88,12 +88,16 @@ def histogram_figure(session, name: str, max_bars: int = 256) -> Figure:
     _light(ax, log_y=True)
     wr = session.weight_ranges(name)
     if wr is not None:
-        ch = np.arange(len(wr["min"]))
-        axw.vlines(ch, wr["min"], wr["max"], color="#1f77b4", lw=1.0)
+        # one filled band and two step lines: thousands of channels draw as fast as ten
+        # (fill_between and plot: stairs() patches cost a second for 1000+ channels)
+        n = len(wr["min"])
+        ch = np.arange(n)
+        axw.fill_between(ch, wr["min"], wr["max"], step="mid", color="#1f77b4", alpha=0.8, lw=0)
         if wr["grid"] is not None:
-            axw.plot(ch, wr["grid"], "_", color="#d62728", ms=4)
-            axw.plot(ch, -wr["grid"], "_", color="#d62728", ms=4)
-        axw.set_title(f"weight min..max per output channel ({len(ch)})\nred: int8 grid limit", fontsize=9)
+            axw.plot(ch, wr["grid"], color="#d62728", lw=0.8, drawstyle="steps-mid")
+            axw.plot(ch, -wr["grid"], color="#d62728", lw=0.8, drawstyle="steps-mid")
+        axw.set_xlim(-0.5, n - 0.5)
+        axw.set_title(f"weight min..max per output channel ({n})\nred: int8 grid limit", fontsize=9)
         axw.set_xlabel("output channel", fontsize=8)
         _light(axw)
     else:

@@ -58,7 +58,7 @@ class Session:
     """
 
     def __init__(self, model, calibration_data=None, eval_data=None, classes=None, images=None,
-                 config: QuantConfig | None = None, error_samples: int = 32):
+                 config: QuantConfig | None = None, error_samples: int = 16):
         self.zoo_model = None
         if isinstance(model, str) and model in zoo.available():
             model = zoo.load(model)

@@ -24,7 +24,7 @@ class Workbench(Panel):
     heading = "amct-nb workbench"
 
     def __init__(self, model, calibration_data=None, eval_data=None, classes=None, images=None, config=None,
-                 error_samples: int = 32):
+                 error_samples: int = 16):
         s = as_session(model, calibration_data=calibration_data, eval_data=eval_data, classes=classes, images=images,
                        config=config, error_samples=error_samples)
         self.model_panel = ModelPanel(s)
