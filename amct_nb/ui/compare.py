@@ -9,8 +9,9 @@ Per layer, over the first ``error_samples`` samples::
     cosine = mean over samples of <x_i, y_i> / (|x_i| |y_i|)
 
 Predictions (top-k, agreement) come from the deploy model, the int8 model ONNX Runtime runs.
-Errors accumulate through the network; ``sqnr_drop`` (the layer's SQNR minus the SQNR of its
-input) points at the layer that adds the most. The float side is computed once per Comparer.
+Errors accumulate through the network; ``sqnr_drop`` (the SQNR of the layer's input, when that
+is another layer's output, minus the layer's SQNR) points at the layer that adds the most. The
+float side is computed once per Comparer (its layer outputs kept up to ``cache_bytes``).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ class LayerError:
     quantized: bool
     sqnr_db: float
     cosine: float
-    sqnr_drop: float = 0.0  # SQNR of the input minus SQNR of the output (dB)
+    sqnr_drop: float = float("nan")  # SQNR of the input minus SQNR of the output (dB), when the input is a layer output
 
 
 @dataclass
@@ -121,13 +122,12 @@ class Comparer:
         self.batch = batch
         self.layers = [l for l in prepared.layers]
         self.outputs = list(dict.fromkeys(l.output for l in self.layers))
-        self.inputs = list(dict.fromkeys(l.activation for l in self.layers))
         self._fp_logits = None
         self._fp_cache = None  # per-batch float layer outputs when they fit the memory budget
         self.cache_bytes = 512 * 2**20
 
     def _run(self, model, with_layers: bool):
-        names = self.outputs + [t for t in self.inputs if t not in self.outputs] if with_layers else []
+        names = self.outputs if with_layers else []
         m = with_outputs(model, names) if names else model
         sess = make_session(m)
         in_name = sess.get_inputs()[0].name
@@ -175,7 +175,7 @@ class Comparer:
         fp_logits, cache = self._float_side()
         dsess = make_session(result.deploy_model)
         din = dsess.get_inputs()[0].name
-        q_logits = [dsess.run(None, {din: self.x[a:b]})[0] for a, b in self._batches(len(self.x))]
+        q_logits = [dsess.run(None, {din: self.x[a:a + 32]})[0] for a in range(0, len(self.x), 32)]
         qsess, qin, qouts, nmo = self._run(result.fake_quant_model, True)
         fsess = None
         names = qouts[nmo:]
@@ -202,8 +202,9 @@ class Comparer:
             if v is None or not v[3]:
                 continue
             sq = tensor_sqnr[l.output]
-            before = tensor_sqnr.get(l.activation, SQNR_CAP_DB)
-            errs.append(LayerError(l.name, l.op_type, l.name in quantized, sq, float(v[2] / v[3]), round(before - sq, 6)))
+            before = tensor_sqnr.get(l.activation)  # known when the input is another layer's output
+            drop = float("nan") if before is None else round(before - sq, 6)
+            errs.append(LayerError(l.name, l.op_type, l.name in quantized, sq, float(v[2] / v[3]), drop))
         return Comparison(fp_logits, np.concatenate(q_logits).astype(np.float32), self.labels, errs,
                           self.error_samples, time.perf_counter() - t0)
 
