@@ -4,7 +4,7 @@ layer table (which round-trips an edit to the kernel), the compare grid; a 500-r
 render in under a second. Every request that does not go to 127.0.0.1 is blocked.
 
 Needs: ``apt-get install chromium`` and ``pip install jupyterlab ipywidgets anywidget playwright``
-(never ``playwright install``). Skipped when they are missing, unless AMCT_NB_REQUIRE_BROWSER=1
+(never ``playwright install``). Skipped when they are missing, unless AMCT_NB_REQUIRE_UI=1
 (CI sets it, so a missing install fails there). The screenshot goes to AMCT_NB_SCREENSHOT if set
 (``docs/screenshot_workbench.png`` in the README), else to the test's temporary folder.
 """
@@ -25,7 +25,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("AMCT_NB_CHROMIUM", "/usr/bin/chromium")
-REQUIRED = os.environ.get("AMCT_NB_REQUIRE_BROWSER") == "1"
+REQUIRED = os.environ.get("AMCT_NB_REQUIRE_UI") == "1"
 
 
 def _need(ok: bool, what: str):
