@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import statistics
 import sys
 import time
@@ -62,24 +63,28 @@ def main(argv=None) -> dict:
     picks = names[1::step][: a.switches]
 
     def switch_times(layers):
-        ts = []
+        ts, cpu = [], []
         for n in layers:
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.thread_time()
             table.set_state({"active": n})
             assert hp.layer.value == n and hp.image.value
             ts.append(time.perf_counter() - t)
-        return ts
+            cpu.append(time.thread_time() - c)
+        return ts, cpu
 
     s._errors_cache.clear()
-    cold = switch_times(picks)
+    cold, cold_cpu = switch_times(picks)
     s.warm_range_errors(background=False)
     t = time.perf_counter()
     s._errors_cache.clear()
     s.warm_range_errors(background=False)
     out["range errors of every layer, ahead (s)"] = time.perf_counter() - t
-    warm = switch_times(list(reversed(picks)))
-    out["histogram switch cold, median / max (ms)"] = (1000 * statistics.median(cold), 1000 * max(cold))
-    out["histogram switch warm, median / max (ms)"] = (1000 * statistics.median(warm), 1000 * max(warm))
+    warm, warm_cpu = switch_times(list(reversed(picks)))
+    ms = lambda v: round(1000 * v, 1)
+    out["histogram switch cold, median / max (ms)"] = (ms(statistics.median(cold)), ms(max(cold)))
+    out["histogram switch warm, median / max (ms)"] = (ms(statistics.median(warm)), ms(max(warm)))
+    out["  same, CPU time of the switching thread, cold / warm median (ms)"] = (
+        ms(statistics.median(cold_cpu)), ms(statistics.median(warm_cpu)))
 
     t = time.perf_counter()
     c = wb.compare()
@@ -96,8 +101,9 @@ def main(argv=None) -> dict:
     c2 = s.comparison
     out["top-1 int8 after the skip, agreement"] = (c2.accuracy("q", 1), c2.agreement)
 
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"EfficientNet-Lite0, {a.calib} calibration images, {a.eval} evaluation images "
-          f"({s.error_samples} of them for the per-layer errors)\n")
+          f"({s.error_samples} of them for the per-layer errors); {os.cpu_count()} CPUs, load average {load:.1f} at the end\n")
     print("| measure | value |\n|---|---|")
     for k, v in out.items():
         if isinstance(v, float):
