@@ -343,7 +343,12 @@ def build(prepared: Prepared, config: QuantConfig | None, stats: dict, *, record
             forced.update(new)
     else:
         done = set(record.layers)
-        float_layers = {l.name: (l.reason or "not in the record") for l in prepared.layers if l.name not in done}
+        float_layers = {}
+        for l in prepared.layers:
+            if l.name not in done:
+                lc = cfg.for_layer(l.name, l.op_type)
+                float_layers[l.name] = l.reason or ("disabled in the config (quant_enable: false)" if not lc.quant_enable
+                                                    else "not in the record")
         plan = plan_from_record(prepared.model, prepared.layers, cfg, record, guard, float_layers, float_tensors_)
     if not plan.layers:
         raise AmctError(

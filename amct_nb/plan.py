@@ -30,7 +30,7 @@ from .ranges import RangeSpec, compute_range
 from .record import TENSOR_PREFIX, LayerRecord, Record
 from .registry import OPS, Layer, attr
 
-__all__ = ["TensorQuant", "LayerQuant", "QuantPlan", "quant_points", "record_from_stats", "plan_from_record"]
+__all__ = ["TensorQuant", "LayerQuant", "QuantPlan", "quant_points", "record_from_stats", "plan_from_record", "range_spec"]
 
 _PASS_ACTIVATIONS = ("Relu", "Clip")
 _INT8_ELEMENTWISE = ("Add", "Concat")
@@ -110,7 +110,8 @@ def quant_points(model: onnx.ModelProto, layers: list[Layer], quantize_outputs: 
     return [t for t in order if t in pts]
 
 
-def _tensor_spec(cfg: QuantConfig, lc: LayerConfig) -> RangeSpec:
+def range_spec(cfg: QuantConfig, lc: LayerConfig) -> RangeSpec:
+    """The RangeSpec a layer's settings give its activation tensors."""
     return RangeSpec(
         algo=lc.act_algo, bits=lc.act_bits, symmetric=not cfg.asymmetric(lc),
         signed=cfg.activation_dtype == "int8", percentile=lc.percentile,
@@ -240,7 +241,7 @@ def record_from_stats(
                 float_tensors[t] = why
                 continue
             lc = owner.get(t, cfg.default)
-            spec = _tensor_spec(cfg, lc)
+            spec = range_spec(cfg, lc)
             lo, hi = compute_range(st, spec)
             s, z = compute_qparams(lo, hi, bits=spec.bits, symmetric=spec.symmetric, signed=spec.signed)
             qp[t] = (s, z, lo, hi, spec.algo)

@@ -58,27 +58,24 @@ def _round_err_integral(t: np.ndarray) -> np.ndarray:
 def expected_mse(hist: Histogram, scale: np.ndarray, zp: np.ndarray, qmin: int, qmax: int) -> np.ndarray:
     """Sum over bins of the squared quantization error, for each candidate (scale, zp).
 
-    ``scale`` and ``zp`` are 1-D arrays of candidates; returns one error per candidate
-    (in units of value^2 x count).
+    With ``G(x) = integral from L to x of (t - Q(t))^2 dt`` (L, U: the ends of the grid), each
+    bin contributes ``density * (G(b) - G(a))``: ``(x - L)^3 / 3`` below the grid, the periodic
+    rounding error ``s^3 P((x - L) / s)`` on it, and ``G(U) + (x - U)^3 / 3`` above it. ``G`` is
+    evaluated once per bin edge and candidate. ``scale`` and ``zp`` are 1-D arrays of candidates;
+    returns one error per candidate (in units of value^2 x count).
     """
-    edges = hist.edges
-    a, b = edges[:-1][None, :], edges[1:][None, :]
-    dens = (hist.counts / np.diff(edges))[None, :]
+    edges = hist.edges[None, :]
+    dens = hist.counts / np.diff(hist.edges)
     s = np.asarray(scale, np.float64)[:, None]
     z = np.asarray(zp, np.float64)[:, None]
     lo_c, hi_c = (qmin - z) * s, (qmax - z) * s
-    # below the clip range
-    ab = np.minimum(b, lo_c)
-    below = np.where(ab > a, ((ab - lo_c) ** 3 - (a - lo_c) ** 3) / 3.0, 0.0)
-    # above the clip range
-    aa = np.maximum(a, hi_c)
-    above = np.where(b > aa, ((b - hi_c) ** 3 - (aa - hi_c) ** 3) / 3.0, 0.0)
-    # inside: periodic rounding error, grid points at lo_c + k * s
-    ma, mb = np.maximum(a, lo_c), np.minimum(b, hi_c)
-    inside = np.where(
-        mb > ma, s**3 * (_round_err_integral((mb - lo_c) / s) - _round_err_integral((ma - lo_c) / s)), 0.0
-    )
-    return ((below + above + inside) * dens).sum(axis=1)
+    inside = s**3 * _round_err_integral((np.clip(edges, lo_c, hi_c) - lo_c) / s)
+    g = inside + np.where(edges < lo_c, (edges - lo_c) ** 3 / 3.0, 0.0) + np.where(edges > hi_c, (edges - hi_c) ** 3 / 3.0, 0.0)
+    # sum_i dens_i * (g_{i+1} - g_i) == g @ w, with w_k = dens_{k-1} - dens_k
+    w = np.zeros(dens.size + 1)
+    w[1:] += dens
+    w[:-1] -= dens
+    return g @ w
 
 
 def _candidates_mse(hist: Histogram, los: np.ndarray, his: np.ndarray, spec: RangeSpec):
@@ -244,6 +241,12 @@ def range_errors(st: TensorStats, spec: RangeSpec) -> dict[str, dict]:
         mse = float(expected_mse(h, np.array([s], np.float64), np.array([z]), qmin, qmax)[0]) / total
         e = h.edges
         lo_c, hi_c = (qmin - z) * float(s), (qmax - z) * float(s)
-        clipped = float(h.counts[(e[1:] > hi_c) | (e[:-1] < lo_c)].sum()) / total
+        # share of values outside the grid: bins straddling an edge count pro rata, within the
+        # observed min/max
+        a, b = np.maximum(e[:-1], st.min), np.minimum(e[1:], st.max)
+        w = np.maximum(b - a, 1e-300)
+        below = np.clip((np.minimum(b, lo_c) - a) / w, 0, 1)
+        above = np.clip((b - np.maximum(a, hi_c)) / w, 0, 1)
+        clipped = float((h.counts * (below + above)).sum()) / total
         out[name] = {"lo": lo, "hi": hi, "scale": float(s), "zero_point": int(z), "mse": float(mse), "clipped": float(clipped)}
     return out
