@@ -335,7 +335,7 @@ def build(prepared: Prepared, config: QuantConfig | None, stats: dict, *, record
                 break
             from .safety import flag_tensors, tensor_errors
 
-            errors = tensor_errors(prepared.model, plan, feeds)
+            errors = tensor_errors(prepared.model, plan, feeds, stats)
             bad = flag_tensors(errors, cfg.min_sqnr_db, cfg.min_channel_snr_db)
             new = {t: r for t, r in bad.items() if t not in forced}
             if not new:
@@ -351,10 +351,12 @@ def build(prepared: Prepared, config: QuantConfig | None, stats: dict, *, record
                                                     else "not in the record")
         plan = plan_from_record(prepared.model, prepared.layers, cfg, record, guard, float_layers, float_tensors_)
     if not plan.layers:
+        why = [f"{k}: {v}" for k, v in list(plan.float_layers.items())[:5]]
+        why += [f"{u['name']} ({u['op_type']}): {u['reason']}" for u in unsupported_ops(prepared.model)[:5]]
         raise AmctError(
-            "no layer could be quantized: "
-            + ("; ".join(f"{k}: {v}" for k, v in list(plan.float_layers.items())[:5]) or "the model has no Conv/Gemm/MatMul/ConvTranspose with constant weights")
-            + ": check the config (quant_enable) and the model"
+            "no layer could be quantized, so no int8 model was written: "
+            + ("; ".join(why) or "the model has no Conv/Gemm/MatMul/ConvTranspose with constant weights")
+            + ". Check the config (quant_enable) and the model"
         )
     fake = build_fake_quant(prepared.model, plan)
     deploy = build_deploy(prepared.model, plan)

@@ -162,8 +162,10 @@ def observe(
                 ) from e
             n = next(iter(feed.values())).shape[0] if specs and specs[0].batch_dynamic else 1
             if kept < keep_samples:
-                stats.feeds.append({k: v[: keep_samples - kept].copy() if n > 1 else v.copy() for k, v in feed.items()})
-                kept += min(n, keep_samples - kept) if n > 1 else 1
+                take = min(n, keep_samples - kept)
+                stats.feeds.append({k: (v[:take] if v.ndim and v.shape[0] == n and take < n else v).copy()
+                                    for k, v in feed.items()})
+                kept += take
             for t, i in zip(tensors, pick):
                 stats[t].update(outs[i], samples=n)
             del outs

@@ -1,0 +1,109 @@
+"""amct-nb on every model of the real-model set, next to ONNX Runtime's quantize_static baseline.
+
+For each model: calibrate on 32 feeds (seed 0), evaluate the task check on 32 others (seed 1),
+and record whether the deploy model is valid (ONNX checker + ONNX Runtime loads and runs it),
+whether it is faithful (the task check), what was quantized, sizes and time. Writes
+benchmarks/realmodels/OURS.md and OURS.json; the ORT columns come from BASELINE.json.
+
+    python benchmarks/realmodels/run_ours.py [--only NAME ...] [--n 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parents[1]))
+
+from benchmarks.realmodels import catalog  # noqa: E402
+
+
+def run_one(model: catalog.RealModel, n: int = 32) -> dict:
+    import amct_nb as an
+    from amct_nb.observe import make_session
+
+    path = catalog.fetch(model)
+    cal, ev = model.feeds(n, 0), model.feeds(n, 1)
+    row = {"name": model.name, "task": model.task, "producer": model.producer}
+    t = time.perf_counter()
+    try:
+        res = an.quantize(path, cal, progress=False)
+    except an.AmctError as e:
+        row.update(valid=False, error=str(e)[:300], time_s=round(time.perf_counter() - t, 1))
+        return row
+    row["time_s"] = round(time.perf_counter() - t, 1)
+    dep = res.deploy_model
+    try:
+        if dep.ByteSize() < 2**31:
+            onnx.checker.check_model(dep)
+        s_dep = make_session(dep)
+        s_ref = make_session(onnx.load(path))
+        names = [o.name for o in s_ref.get_outputs()]
+        ref = [s_ref.run(names, f) for f in ev]
+        test = [s_dep.run(names, f) for f in ev]
+        row["valid"] = True
+    except Exception as e:  # an invalid deploy model is exactly what this measures
+        row.update(valid=False, error=f"{type(e).__name__}: {str(e)[:300]}")
+        return row
+    chk = model.check(ref, test)
+    rep = res.report()
+    row.update(
+        check_metric=chk["metric"], check_value=round(float(chk["value"]), 4), passed=bool(chk["passed"]),
+        detail=chk["detail"][:200], quantized_layers=len(rep["quantized_layers"]), float_layers=len(rep["float_layers"]),
+        float_tensors=len(rep["float_tensors"]), unsupported=len(rep["unsupported"]),
+        size_mb=round(Path(path).stat().st_size / 1e6, 2), deploy_mb=round(dep.ByteSize() / 1e6, 2),
+        float_reasons=sorted({r["reason"].split(":")[0][:80] for r in rep["float_tensors"]})[:4],
+    )
+    return row
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--only", nargs="*")
+    ap.add_argument("--n", type=int, default=32)
+    args = ap.parse_args()
+    rows = []
+    for m in catalog.MODELS:
+        if args.only and m.name not in args.only:
+            continue
+        r = run_one(m, args.n)
+        rows.append(r)
+        print(json.dumps(r), flush=True)
+    base = {}
+    bj = HERE / "BASELINE.json"
+    if bj.exists():
+        for r in json.loads(bj.read_text()):
+            chk = r.get("check") or {}
+            base[r["name"]] = {
+                "valid": r.get("checker") == "ok" and r.get("ort_load") == "ok" and r.get("ort_run") == "ok",
+                "check_metric": chk.get("metric", r.get("raised") or r.get("checker") or ""),
+                "check_value": round(float(chk["value"]), 4) if "value" in chk else "",
+                "passed": bool(chk.get("passed")) and r.get("n_quantize_linear", 0) > 0,
+            }
+    lines = ["# amct-nb vs ONNX Runtime quantize_static on real third-party models", "",
+             f"Produced by `python benchmarks/realmodels/run_ours.py` (calibration: {args.n} feeds, seed 0; "
+             f"evaluation: {args.n} feeds, seed 1); ORT columns from `baseline_ort.py` (BASELINE.json).", "",
+             "| model | task | amct-nb valid | amct-nb task check | passes | int8 layers / float | size MB (fp32 -> amct-nb) | time s | ORT valid | ORT task check | ORT passes |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        b = base.get(r["name"], {})
+        ours_chk = f"{r.get('check_metric', '')} {r.get('check_value', '')}" if r.get("valid") else r.get("error", "")[:60]
+        b_valid = b.get("valid", "")
+        b_chk = f"{b.get('check_metric', '')[:40]} {b.get('check_value', '')}"
+        lines.append(f"| {r['name']} | {r['task']} | {r.get('valid')} | {ours_chk} | {r.get('passed', False)} | "
+                     f"{r.get('quantized_layers', 0)} / {r.get('float_layers', 0)} | {r.get('size_mb', '')} -> {r.get('deploy_mb', '')} | "
+                     f"{r.get('time_s', '')} | {b_valid} | {b_chk} | {b.get('passed', '')} |")
+    (HERE / "OURS.md").write_text("\n".join(lines) + "\n")
+    (HERE / "OURS.json").write_text(json.dumps(rows, indent=1) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
