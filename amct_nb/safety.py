@@ -59,7 +59,7 @@ def _channel_snr(ref: np.ndarray, test: np.ndarray) -> float:
         live = (var > 0) | (err > 0)
         if not live.any():
             continue
-        with np.errstate(divide="ignore"):
+        with np.errstate(divide="ignore", over="ignore"):
             snr = 10 * np.log10(np.maximum(var[live], 1e-300) / np.maximum(err[live], 1e-300))
         worst = min(worst, float(snr.min()))
     return worst
