@@ -42,9 +42,18 @@ class TensorQuant:
     scale: np.float32
     zero_point: int
     dtype: str  # "uint8" | "int8"
-    lo: float = 0.0
-    hi: float = 0.0
-    algo: str = ""
+
+    @property
+    def lo(self) -> float:
+        """Smallest value the grid represents."""
+        qmin = 0 if self.dtype == "uint8" else -128
+        return float((qmin - self.zero_point) * np.float64(self.scale))
+
+    @property
+    def hi(self) -> float:
+        """Largest value the grid represents."""
+        qmax = 255 if self.dtype == "uint8" else 127
+        return float((qmax - self.zero_point) * np.float64(self.scale))
 
 
 @dataclass

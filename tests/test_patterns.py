@@ -149,3 +149,142 @@ def test_dynamic_dims_and_wrong_declared_output_shape():
     res = an.quantize(m, feeds, progress=False)
     s = make_session(res.deploy_model)
     assert s.run(None, {"x": models.images(1, (4, 24, 24))})[0].shape == (1, 10)
+
+
+def _sqnr_db(ref, test):
+    ref, test = np.asarray(ref, np.float64), np.asarray(test, np.float64)
+    return 10 * np.log10((ref ** 2).sum() / max(((ref - test) ** 2).sum(), 1e-30))
+
+
+def test_nhwc_tf2onnx_transpose_around_conv():
+    """tf2onnx layout: NHWC input, Transpose to NCHW before each Conv and back after it."""
+    r = np.random.default_rng(5)
+    nodes = [
+        helper.make_node("Transpose", ["x"], ["x_nchw"], name="to_nchw", perm=[0, 3, 1, 2]),
+        helper.make_node("Conv", ["x_nchw", "w1", "b1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+        helper.make_node("Transpose", ["c1"], ["c1_nhwc"], name="to_nhwc1", perm=[0, 2, 3, 1]),
+        helper.make_node("Relu", ["c1_nhwc"], ["r1"], name="relu1"),
+        helper.make_node("Transpose", ["r1"], ["r1_nchw"], name="to_nchw2", perm=[0, 3, 1, 2]),
+        helper.make_node("Conv", ["r1_nchw", "w2", "b2"], ["c2"], name="conv2", pads=[1, 1, 1, 1], strides=[2, 2]),
+        helper.make_node("Transpose", ["c2"], ["y"], name="to_nhwc2", perm=[0, 2, 3, 1]),
+    ]
+    m = models._model(nodes, [models.f32("x", ["N", "H", "W", 4])], [models.f32("y", ["N", "h", "w", 16])],
+                      [models.w("w1", r.normal(0, .3, (16, 4, 3, 3))), models.w("b1", r.normal(0, .1, 16)),
+                       models.w("w2", r.normal(0, .1, (16, 16, 3, 3))), models.w("b2", r.normal(0, .1, 16))], opset=13)
+    feeds = [{"x": r.uniform(-1, 1, (2, 12, 12, 4)).astype(np.float32)} for _ in range(8)]
+    res = an.quantize(m, feeds, progress=False)
+    assert sorted(res.quantized_layers) == ["conv1", "conv2"]
+    onnx.checker.check_model(res.deploy_model)
+    ev = {"x": r.uniform(-1, 1, (3, 16, 16, 4)).astype(np.float32)}  # other batch and spatial size
+    y_ref, y_q = run(m, ev)[0], run(res.deploy_model, ev)[0]
+    assert y_q.shape == (3, 8, 8, 16)
+    assert _sqnr_db(y_ref, y_q) > 30
+    # the Conv inputs that follow a Transpose are quantized (the Transpose itself runs on float or uint8)
+    assert "x_nchw" in res.plan.tensors and "r1_nchw" in res.plan.tensors
+
+
+@pytest.mark.parametrize("act", ["HardSigmoid", "HardSwish", "SiLU", "Sigmoid"])
+def test_hard_and_smooth_activations(act):
+    """Conv -> activation -> Conv for the activations of mobile and YOLO nets (SiLU is Sigmoid*x)."""
+    r = np.random.default_rng(6)
+    if act == "SiLU":
+        acts = [helper.make_node("Sigmoid", ["c1"], ["s1"], name="sig"),
+                helper.make_node("Mul", ["c1", "s1"], ["a1"], name="silu")]
+    else:
+        acts = [helper.make_node(act, ["c1"], ["a1"], name="act")]
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]), *acts,
+             helper.make_node("Conv", ["a1", "w2", "b2"], ["y"], name="conv2", pads=[1, 1, 1, 1])]
+    m = models._model(nodes, [models.f32("x", ["N", 4, 10, 10])], [models.f32("y", ["N", 8, 10, 10])],
+                      [models.w("w1", r.normal(0, .6, (16, 4, 3, 3))), models.w("b1", r.normal(0, .3, 16)),
+                       models.w("w2", r.normal(0, .1, (8, 16, 3, 3))), models.w("b2", r.normal(0, .1, 8))],
+                      opset=14 if act == "HardSwish" else 13)
+    feeds = [{"x": r.uniform(-1, 1, (2, 4, 10, 10)).astype(np.float32)} for _ in range(8)]
+    res = an.quantize(m, feeds, progress=False)
+    assert sorted(res.quantized_layers) == ["conv1", "conv2"]
+    a1 = res.plan.tensors["a1"]  # the activation's own output is the int8 input of conv2, on its own range
+    lo, hi = a1.lo, a1.hi
+    if act in ("HardSigmoid", "Sigmoid"):
+        assert lo >= -1e-6 and hi <= 1 + 1e-6
+    else:  # HardSwish and SiLU dip below zero (min -0.375 and -0.278): the grid must keep the negative part
+        assert lo < -0.1
+    onnx.checker.check_model(res.deploy_model)
+    ev = {"x": r.uniform(-1, 1, (4, 4, 10, 10)).astype(np.float32)}
+    assert _sqnr_db(run(m, ev)[0], run(res.deploy_model, ev)[0]) > 28
+    assert _sqnr_db(run(m, ev)[0], run(res.fake_quant_model, ev)[0]) > 28
+
+
+def test_attention_block_matmul_between_activations_softmax_layernorm():
+    """One transformer block: Q/K/V projections (int8), Q.K^T and P.V between two activations, Softmax,
+    residual Add and LayerNormalization (float): the output must stay close, the report must say it all."""
+    r = np.random.default_rng(7)
+    D, T = 32, 12
+    nodes = [
+        helper.make_node("MatMul", ["x", "wq"], ["q"], name="q_proj"),
+        helper.make_node("MatMul", ["x", "wk"], ["k"], name="k_proj"),
+        helper.make_node("MatMul", ["x", "wv"], ["v"], name="v_proj"),
+        helper.make_node("Transpose", ["k"], ["kt"], name="k_t", perm=[0, 2, 1]),
+        helper.make_node("MatMul", ["q", "kt"], ["s"], name="scores"),
+        helper.make_node("Mul", ["s", "scale"], ["ss"], name="scale_scores"),
+        helper.make_node("Softmax", ["ss"], ["p"], name="softmax", axis=-1),
+        helper.make_node("MatMul", ["p", "v"], ["ctx"], name="context"),
+        helper.make_node("MatMul", ["ctx", "wo"], ["o"], name="o_proj"),
+        helper.make_node("Add", ["o", "x"], ["res"], name="residual"),
+        helper.make_node("LayerNormalization", ["res", "ln_g", "ln_b"], ["y"], name="ln", axis=-1),
+    ]
+    m = models._model(nodes, [models.f32("x", ["N", "T", D])], [models.f32("y", ["N", "T", D])],
+                      [models.w("wq", r.normal(0, D ** -.5, (D, D))), models.w("wk", r.normal(0, D ** -.5, (D, D))),
+                       models.w("wv", r.normal(0, D ** -.5, (D, D))), models.w("wo", r.normal(0, D ** -.5, (D, D))),
+                       models.w("scale", D ** -.5), models.w("ln_g", r.uniform(.5, 1.5, D)), models.w("ln_b", r.normal(0, .1, D))])
+    feeds = [{"x": r.normal(size=(2, T, D)).astype(np.float32)} for _ in range(8)]
+    res = an.quantize(m, feeds, progress=False)
+    assert sorted(res.quantized_layers) == ["k_proj", "o_proj", "q_proj", "v_proj"]
+    onnx.checker.check_model(res.deploy_model)
+    ops = [n.op_type for n in res.deploy_model.graph.node]
+    assert "LayerNormalization" in ops and "Softmax" in ops and ops.count("MatMul") >= 2
+    ev = {"x": r.normal(size=(3, 20, D)).astype(np.float32)}  # another sequence length
+    y_ref, y_q = run(m, ev)[0], run(res.deploy_model, ev)[0]
+    assert _sqnr_db(y_ref, y_q) > 25
+    rep = res.report()
+    assert rep["output_error"]["y"]["cosine"] > 0.995
+    assert {l["name"] for l in rep["quantized_layers"]} == set(res.quantized_layers)
+
+
+@pytest.mark.parametrize("opset", [9, 10, 12])
+def test_old_opset_gets_per_channel_weights_and_a_valid_model(opset):
+    """Opset 9-12 (old exporters): Clip with min/max attributes, BatchNormalization of opset 9; per-channel
+    DequantizeLinear needs opset 13, so the model is raised and the result passes the checker."""
+    r = np.random.default_rng(8)
+    c = 16
+    clip = (helper.make_node("Clip", ["bn"], ["a"], name="relu6", min=0.0, max=6.0) if opset < 11 else
+            helper.make_node("Clip", ["bn", "zero", "six"], ["a"], name="relu6"))
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+        helper.make_node("BatchNormalization", ["c1", "g", "b", "mu", "var"], ["bn"], name="bn"), clip,
+        helper.make_node("Conv", ["a", "w2", "b2"], ["c2"], name="conv2"),
+        helper.make_node("GlobalAveragePool", ["c2"], ["p"], name="gap"),
+        helper.make_node("Flatten", ["p"], ["f"], name="flat"),
+        helper.make_node("Gemm", ["f", "wf", "bf"], ["y"], name="fc", transB=1),
+    ]
+    inits = [models.w("w1", r.normal(0, .4, (c, 3, 3, 3))), models.w("g", r.uniform(.5, 1.5, c)), models.w("b", r.normal(0, .3, c)),
+             models.w("mu", r.normal(0, .2, c)), models.w("var", r.uniform(.5, 2, c)),
+             models.w("w2", r.normal(0, .2, (c, c, 1, 1)) * r.uniform(.05, 2, (c, 1, 1, 1))),  # channel scales differ
+             models.w("b2", r.normal(0, .1, c)), models.w("wf", r.normal(0, .3, (5, c))), models.w("bf", r.normal(0, .1, 5))]
+    if opset >= 11:
+        inits += [models.w("zero", 0.0), models.w("six", 6.0)]
+    g = helper.make_graph(nodes, "old", [models.f32("x", ["N", 3, 12, 12])], [models.f32("y", ["N", 5])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)], ir_version=4 if opset < 11 else 6)
+    onnx.checker.check_model(m)
+    feeds = [{"x": r.uniform(-1, 1, (4, 3, 12, 12)).astype(np.float32)} for _ in range(8)]
+    res = an.quantize(m, feeds, progress=False)
+    dep = res.deploy_model
+    onnx.checker.check_model(dep, full_check=True)
+    assert [o.version for o in dep.opset_import if o.domain in ("", "ai.onnx")][0] >= 13
+    assert sorted(res.quantized_layers) == ["conv2", "fc"]
+    assert "input channels" in res.plan.float_layers["conv1"]  # 3-channel stem: float by the default rule
+    assert res.plan.layers["conv2"].w_scale.shape == (c,)  # per channel
+    int8 = {t.name for t in dep.graph.initializer if t.data_type == TensorProto.INT8}
+    dq_axis = [n for n in dep.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in int8
+               and any(a.name == "axis" for a in n.attribute)]
+    assert len(dq_axis) == 2
+    ev = {"x": r.uniform(-1, 1, (8, 3, 12, 12)).astype(np.float32)}
+    assert _sqnr_db(run(m, ev)[0], run(dep, ev)[0]) > 25
