@@ -26,7 +26,7 @@ from .errors import AmctError, DataError, ModelError, OutputError
 from .export import build_deploy, build_fake_quant
 from .feeds import input_specs
 from .io import check_output_dir, output_lock, save_model_file, _os_error
-from .model import fit_ir_version, load_model
+from .model import byte_size, fit_ir_version, is_large, load_model, without_large_data
 from .observe import DEFAULT_BATCH_BYTES, float_tensors, make_session, observe
 from .passes import constants_to_initializers, fold_batchnorm, infer_shapes, name_nodes, remove_noops, upgrade_opset
 from .plan import QuantPlan, plan_from_record, quant_points, record_from_stats
@@ -48,6 +48,10 @@ class Prepared:
     layers: list[Layer]
     notes: list[str] = field(default_factory=list)
     source: str | None = None
+    #: serialized size of the user's model (for a model over 2 GB, ``original`` keeps no weights)
+    original_bytes: int = 0
+    #: weight quantizations of earlier builds (plan._weight_quant), so a rebuild redoes only what changed
+    weight_cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def name(self) -> str:
@@ -78,9 +82,13 @@ def prepare(model, config: QuantConfig | None = None) -> Prepared:
     notes += n
     fit_ir_version(m)
     layers = find_layers(m)
+    original_bytes = byte_size(original)
+    if is_large(original):  # one copy of the weights in memory is enough: keep the original's graph only
+        original = without_large_data(original)
+        notes.append("model over 2 GB: its weights are kept once in memory (the original's graph is kept without them)")
     for note in notes:
         log.info("prepare: %s", note)
-    return Prepared(original, m, layers, notes, source)
+    return Prepared(original, m, layers, notes, source, original_bytes)
 
 
 def sample_feeds(data, specs, batch_size: int = 1):
@@ -151,6 +159,8 @@ class QuantResult:
     log_lines: list[str] = field(default_factory=list)
     tensor_errors: dict = field(default_factory=dict)
     output_errors: dict = field(default_factory=dict)
+    #: what the safety net's output check measured and left float (see amct_nb.safety.output_check)
+    output_check: dict = field(default_factory=dict)
 
     @property
     def quantized_layers(self) -> list[str]:
@@ -162,8 +172,8 @@ class QuantResult:
 
     def report(self) -> dict:
         """What was quantized, what stayed float and why, and sizes."""
-        orig = self.prepared.original.ByteSize()
-        dep = self.deploy_model.ByteSize()
+        orig = self.prepared.original_bytes or byte_size(self.prepared.original)
+        dep = byte_size(self.deploy_model)
         from .safety import sqnr_db
 
         inits = {t.name: t for t in self.prepared.model.graph.initializer}
@@ -188,6 +198,7 @@ class QuantResult:
             ],
             "unsupported": unsupported_ops(self.prepared.model),
             "output_error": self.output_errors,
+            "output_check": self.output_check,
             "float_layers": [{"name": n, "reason": r} for n, r in self.plan.float_layers.items()],
             "quantized_tensors": len(self.plan.tensors),
             "float_tensors": [{"name": n, "reason": r} for n, r in self.plan.float_tensors.items()],
@@ -324,13 +335,16 @@ def build(prepared: Prepared, config: QuantConfig | None, stats: dict, *, record
     guard, why = resolve_guard(cfg.saturation_guard)
     lines = [f"amct-nb: model {prepared.name}", *[f"prepare: {n}" for n in prepared.notes], f"saturation guard: {guard} ({why})"]
     float_layers, float_tensors_ = {}, {}
+    check_info: dict = {}
     feeds = list(getattr(stats, "feeds", []) or [])
     errors: dict = {}
     if record is None:
         forced: dict[str, str] = {}
         for _ in range(3):  # leaving a tensor float can change its neighbours' plan: re-check
-            record, float_layers, float_tensors_ = record_from_stats(prepared.model, prepared.layers, cfg, stats, guard, forced)
-            plan = plan_from_record(prepared.model, prepared.layers, cfg, record, guard, float_layers, float_tensors_)
+            record, float_layers, float_tensors_ = record_from_stats(prepared.model, prepared.layers, cfg, stats, guard, forced,
+                                                                     cache=prepared.weight_cache)
+            plan = plan_from_record(prepared.model, prepared.layers, cfg, record, guard, float_layers, float_tensors_,
+                                    cache=prepared.weight_cache)
             if not (cfg.safety_net and feeds):
                 break
             from .safety import flag_tensors, tensor_errors
@@ -341,6 +355,33 @@ def build(prepared: Prepared, config: QuantConfig | None, stats: dict, *, record
             if not new:
                 break
             forced.update(new)
+        if cfg.safety_net and feeds and cfg.min_output_sqnr_db is not None and plan.layers:
+            from .safety import output_check
+
+            chk = output_check(prepared.model, plan, feeds, cfg.min_output_sqnr_db)
+            if chk is None:
+                check_info = {"skipped": "the model is over 2 GB (the check would hold every weight twice)"
+                              if is_large(prepared.model) else "no float outputs or no calibration samples"}
+                lines.append(f"output check: skipped ({check_info['skipped']})")
+            else:
+                check_info = chk.as_dict()
+                lines.append(f"output check: {chk.before_db:.1f} dB output SQNR with everything quantized "
+                             f"(target {chk.target_db:g} dB); {len(chk.fallen)} of {len(chk.units)} left float "
+                             f"-> {chk.after_db:.1f} dB ({chk.seconds:.1f} s)")
+            if chk is not None and chk.fallen:
+                flayers = {}
+                for u in chk.fallen:
+                    why = (f"left float by the output check: with everything quantized the outputs keep "
+                           f"{chk.before_db:.1f} dB SQNR (< {chk.target_db:g} dB); this {u.kind} alone brings them "
+                           f"to {u.harm_db:.1f} dB")
+                    if u.kind == "layer":
+                        flayers[u.name] = why
+                    else:
+                        forced[u.name] = why
+                record, float_layers, float_tensors_ = record_from_stats(prepared.model, prepared.layers, cfg, stats, guard,
+                                                                         forced, flayers, cache=prepared.weight_cache)
+                plan = plan_from_record(prepared.model, prepared.layers, cfg, record, guard, float_layers, float_tensors_,
+                                    cache=prepared.weight_cache)
     else:
         done = set(record.layers)
         float_layers = {}
@@ -349,7 +390,8 @@ def build(prepared: Prepared, config: QuantConfig | None, stats: dict, *, record
                 lc = cfg.for_layer(l.name, l.op_type)
                 float_layers[l.name] = l.reason or ("disabled in the config (quant_enable: false)" if not lc.quant_enable
                                                     else "not in the record")
-        plan = plan_from_record(prepared.model, prepared.layers, cfg, record, guard, float_layers, float_tensors_)
+        plan = plan_from_record(prepared.model, prepared.layers, cfg, record, guard, float_layers, float_tensors_,
+                                    cache=prepared.weight_cache)
     if not plan.layers:
         why = [f"{k}: {v}" for k, v in list(plan.float_layers.items())[:5]]
         why += [f"{u['name']} ({u['op_type']}): {u['reason']}" for u in unsupported_ops(prepared.model)[:5]]
@@ -379,13 +421,13 @@ def build(prepared: Prepared, config: QuantConfig | None, stats: dict, *, record
                          f"({sum(next(iter(f.values())).shape[0] for f in feeds)} calibration samples)")
     for line in lines:
         log.info("%s", line)
-    return QuantResult(prepared, cfg, record, plan, stats, fake, deploy, guard, why, lines, errors, out_err)
+    return QuantResult(prepared, cfg, record, plan, stats, fake, deploy, guard, why, lines, errors, out_err, check_info)
 
 
 def _check_outputs(fake: onnx.ModelProto, deploy: onnx.ModelProto) -> None:
     for name, m in (("fake-quant", fake), ("deploy", deploy)):
         try:
-            if m.ByteSize() < 2**31:
+            if not is_large(m):
                 onnx.checker.check_model(m)
         except onnx.checker.ValidationError as e:  # a bug of ours: never write such a file
             raise AmctError(f"internal error: the {name} model fails the ONNX checker ({str(e).splitlines()[0]}); "

@@ -20,6 +20,8 @@ import json
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
+import numpy as np
+
 from .errors import ConfigError
 
 __all__ = ["LayerConfig", "QuantConfig", "ACT_ALGOS", "DEFAULT_ACT_ALGO"]
@@ -91,6 +93,10 @@ class QuantConfig:
     safety_net: bool = True
     min_sqnr_db: float = 12.0
     min_channel_snr_db: float = 3.0
+    #: End-to-end target of the safety net: if the fake-quant outputs fall below this SQNR (dB)
+    #: against the float outputs on the calibration samples, the quantized layers/tensors that
+    #: harm them most are left float until they reach it. None: no output check.
+    min_output_sqnr_db: float | None = 20.0
 
     def for_layer(self, name: str, op_type: str | None = None) -> LayerConfig:
         lc = self.layers.get(name, self.default)
@@ -122,6 +128,10 @@ class QuantConfig:
             raise ConfigError(
                 f"saturation_guard '{self.saturation_guard}' is unknown: use auto, always, reduce_range or off"
             )
+        if self.min_output_sqnr_db is not None and not (isinstance(self.min_output_sqnr_db, (int, float))
+                                                        and np.isfinite(self.min_output_sqnr_db)):
+            raise ConfigError(f"min_output_sqnr_db {self.min_output_sqnr_db!r} must be a number of dB (e.g. 20) or "
+                              "None to turn the output check off")
         if layer_names is not None:
             known = set(layer_names)
             for n in list(self.layers) + list(self.skip_layers):
@@ -166,6 +176,7 @@ class QuantConfig:
             "safety_net": self.safety_net,
             "min_sqnr_db": self.min_sqnr_db,
             "min_channel_snr_db": self.min_channel_snr_db,
+            "min_output_sqnr_db": self.min_output_sqnr_db,
         }
         return d
 
@@ -196,6 +207,8 @@ class QuantConfig:
             cfg.safety_net = bool(ext.get("safety_net", cfg.safety_net))
             cfg.min_sqnr_db = float(ext.get("min_sqnr_db", cfg.min_sqnr_db))
             cfg.min_channel_snr_db = float(ext.get("min_channel_snr_db", cfg.min_channel_snr_db))
+            v = ext.get("min_output_sqnr_db", cfg.min_output_sqnr_db)
+            cfg.min_output_sqnr_db = None if v is None else float(v)
         except (TypeError, ValueError) as e:
             raise ConfigError(f"{where}: a global setting has the wrong type ({e}): compare with a generated config.json") from e
         for name, v in d.items():

@@ -12,10 +12,10 @@ from pathlib import Path
 import onnx
 
 from .errors import OutputError
+from .model import is_large
 
 __all__ = ["atomic_write_bytes", "atomic_write_text", "save_model_file", "output_lock", "check_output_dir", "same_file"]
 
-_TWO_GB = 2**31
 
 
 def _os_error(path, e: OSError) -> OutputError:
@@ -24,6 +24,15 @@ def _os_error(path, e: OSError) -> OutputError:
     if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return OutputError(f"no permission to write {path}: choose a folder you can write to (--output)")
     return OutputError(f"cannot write {path}: {e.strerror or e}: check the output folder")
+
+
+def _file_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_FILE_MODE = _file_mode()
 
 
 def atomic_write_bytes(path, data: bytes) -> None:
@@ -41,6 +50,7 @@ def atomic_write_bytes(path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, _FILE_MODE)  # mkstemp makes 0600: give the file the mode open() would
         os.replace(tmp, path)
         tmp = None
     except OSError as e:
@@ -60,14 +70,18 @@ def atomic_write_text(path, text: str) -> None:
 def save_model_file(model: onnx.ModelProto, path) -> None:
     """Save a model atomically; models over 2 GB get their weights in ``<name>.data`` beside it."""
     path = Path(path)
-    if model.ByteSize() < _TWO_GB:
+    if not is_large(model):
         atomic_write_bytes(path, model.SerializeToString(deterministic=True))
         return
     stage = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         data_name = path.name + ".data"
-        onnx.save_model(model, str(stage / path.name), save_as_external_data=True, all_tensors_to_one_file=True,
+        copy = onnx.ModelProto()  # saving with external data rewrites the tensors in place
+        copy.CopyFrom(model)
+        onnx.save_model(copy, str(stage / path.name), save_as_external_data=True, all_tensors_to_one_file=True,
                         location=data_name, size_threshold=1024)
+        for f in (stage / data_name, stage / path.name):
+            os.chmod(f, _FILE_MODE)
         os.replace(stage / data_name, path.parent / data_name)
         os.replace(stage / path.name, path)
     except OSError as e:

@@ -25,7 +25,9 @@ __all__ = [
 #: Operator domains that ONNX Runtime's CPU build runs without extra libraries.
 KNOWN_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml", "com.microsoft", "ai.onnx.preview.training"})
 
-_TWO_GB = 2**31
+#: Models at least this big cannot be one protobuf message (2 GB): they are checked, inferred,
+#: run and saved without serializing their weights (external data). Tests lower it.
+LARGE_MODEL_BYTES = 2**31
 
 
 def model_opset(model: onnx.ModelProto) -> int:
@@ -150,7 +152,7 @@ def validate(proto: onnx.ModelProto) -> None:
             "in a runtime that has the library"
         )
     try:
-        if proto.ByteSize() < _TWO_GB:
+        if not is_large(proto):
             onnx.checker.check_model(proto)
         else:
             onnx.checker.check_model(_without_data(proto))
@@ -162,12 +164,48 @@ def validate(proto: onnx.ModelProto) -> None:
         ) from e
 
 
+def byte_size(proto: onnx.ModelProto) -> int:
+    """Serialized size of a model, also over 2 GB (where protobuf's ``ByteSize`` refuses)."""
+    try:
+        return proto.ByteSize()
+    except Exception:  # EncodeError: the message is over protobuf's 2 GB limit
+        inits = sum(t.ByteSize() + 8 for t in proto.graph.initializer)
+        return inits + _without_data(proto).ByteSize()
+
+
+def is_large(proto: onnx.ModelProto) -> bool:
+    """True when the model cannot be one protobuf message (>= 2 GB): save it with external data."""
+    return byte_size(proto) >= LARGE_MODEL_BYTES
+
+
 def _without_data(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """A light copy for structural checks (the checker without shape inference): every embedded
+    initializer becomes an empty tensor of the same type and rank."""
     light = onnx.ModelProto()
     light.CopyFrom(proto)
     for t in light.graph.initializer:
-        t.ClearField("raw_data")
-        t.ClearField("float_data")
+        if t.data_location == onnx.TensorProto.EXTERNAL or not len(t.dims) or t.ByteSize() < (1 << 20):
+            continue
+        for f in ("raw_data", "float_data", "int32_data", "int64_data", "double_data", "uint64_data", "string_data"):
+            t.ClearField(f)
+        t.dims[0] = 0
+    return light
+
+
+def without_large_data(proto: onnx.ModelProto, threshold: int = 1 << 20) -> onnx.ModelProto:
+    """A copy whose initializers over ``threshold`` bytes keep their type and dims but point to
+    external data that is never read: for shape inference of models over 2 GB."""
+    light = onnx.ModelProto()
+    light.CopyFrom(proto)
+    for t in light.graph.initializer:
+        if t.data_location == onnx.TensorProto.EXTERNAL or t.ByteSize() < threshold:
+            continue
+        for f in ("raw_data", "float_data", "int32_data", "int64_data", "double_data", "uint64_data", "string_data"):
+            t.ClearField(f)
+        t.data_location = onnx.TensorProto.EXTERNAL
+        del t.external_data[:]
+        e = t.external_data.add()
+        e.key, e.value = "location", "amct-nb-not-loaded.data"
     return light
 
 

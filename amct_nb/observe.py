@@ -14,11 +14,11 @@ from typing import Callable, Iterable
 import numpy as np
 import onnx
 import onnxruntime as ort
-from onnx import helper
+from onnx import helper, numpy_helper
 
 from .errors import Cancelled, DataError, ModelError
 from .feeds import InputSpec, check_feed, input_specs, rebatch
-from .model import fit_ir_version, tensor_elem_types
+from .model import fit_ir_version, is_large, tensor_elem_types, without_large_data
 from .stats import TensorStats
 
 __all__ = ["observe", "float_tensors", "make_session", "with_outputs", "DEFAULT_BATCH_BYTES", "CalibrationStats"]
@@ -43,19 +43,28 @@ def make_session(model: onnx.ModelProto, *, threads: int | None = None, optimize
     so.log_severity_level = 3
     if not optimize:
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
-    fit_ir_version(m)
     try:
-        if m.ByteSize() < 2**31:
+        if not is_large(model):
+            m = onnx.ModelProto()
+            m.CopyFrom(model)
+            fit_ir_version(m)
             return ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
-        import os
-        import tempfile
-
-        with tempfile.TemporaryDirectory() as d:
-            p = os.path.join(d, "model.onnx")
-            onnx.save(m, p, save_as_external_data=True, location="model.data")
-            return ort.InferenceSession(p, so, providers=["CPUExecutionProvider"])
+        # over 2 GB: the graph goes in without its big weights, which ONNX Runtime takes straight
+        # from numpy (no copy of the model on disk, no second serialization)
+        m = without_large_data(model)
+        fit_ir_version(m)
+        big = {t.name for t in m.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL}
+        names, arrays = [], []
+        for t in model.graph.initializer:
+            if t.name in big:
+                names.append(t.name)
+                arrays.append(np.require(numpy_helper.to_array(t), requirements="C"))  # keeps 0-d shapes
+        values = [ort.OrtValue.ortvalue_from_numpy(a) for a in arrays]  # views: the arrays must outlive them
+        so.add_external_initializers(names, values)
+        so.add_session_config_entry("session.disable_prepacking", "1")  # no second copy of the weights
+        sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        sess._amct_nb_weights = (arrays, values)  # the session reads them: keep them alive with it
+        return sess
     except Exception as e:
         msg = str(e).strip().splitlines()[-1] if str(e).strip() else repr(e)
         raise ModelError(

@@ -153,7 +153,30 @@ def _enabled(layers: list[Layer], cfg: QuantConfig, extra_off: dict[str, str]) -
     return on, off
 
 
-def _weight_quant(model_idx: GraphIndex, node, layer: Layer, lc: LayerConfig, guard: str, scale_w=None, scale_x=None):
+#: Most weight quantizations kept per cache (see ``cache`` of record_from_stats / plan_from_record).
+_CACHE_ENTRIES = 512
+
+
+def _weight_quant(model_idx: GraphIndex, node, layer: Layer, lc: LayerConfig, guard: str, scale_w=None, scale_x=None,
+                  cache: dict | None = None):
+    """int8 weights, scales, channel axis and pairs adjusted; memoized in ``cache`` (the results are
+    never modified in place): a rebuild after a small change re-quantizes only what changed."""
+    if cache is None:
+        return _weight_quant_uncached(model_idx, node, layer, lc, guard, scale_w, scale_x)
+    key = (layer.name, layer.weight, layer.bias, lc.wts_bits, lc.channel_wise, guard,
+           None if scale_x is None else float(scale_x),
+           None if scale_w is None else np.asarray(scale_w, np.float32).tobytes())
+    hit = cache.get(key)
+    if hit is None:
+        hit = _weight_quant_uncached(model_idx, node, layer, lc, guard, scale_w, scale_x)
+        if len(cache) >= _CACHE_ENTRIES:
+            cache.pop(next(iter(cache)))
+        cache[key] = hit
+    return hit
+
+
+def _weight_quant_uncached(model_idx: GraphIndex, node, layer: Layer, lc: LayerConfig, guard: str, scale_w=None,
+                           scale_x=None):
     spec = OPS[layer.op_type]
     w = model_idx.array(layer.weight).astype(np.float32)
     axis = spec.channel_axis(node, w) if lc.channel_wise else None
@@ -213,7 +236,7 @@ def _row_channel(flat_idx: np.ndarray, shape: tuple, axis: int) -> np.ndarray:
 
 def record_from_stats(
     model: onnx.ModelProto, layers: list[Layer], cfg: QuantConfig, stats: dict, guard: str = "none",
-    force_float: dict[str, str] | None = None,
+    force_float: dict[str, str] | None = None, force_layers: dict[str, str] | None = None, cache: dict | None = None,
 ) -> tuple[Record, dict[str, str], dict[str, str]]:
     """Ranges -> scales for every quant point and weight; returns (record, float_layers, float_tensors).
 
@@ -222,7 +245,7 @@ def record_from_stats(
     """
     idx = GraphIndex(model.graph)
     nodes = {n.name: n for n in model.graph.node}
-    extra_off: dict[str, str] = {}
+    extra_off: dict[str, str] = dict(force_layers or {})
     float_tensors: dict[str, str] = {}
     while True:
         on, off = _enabled(layers, cfg, extra_off)
@@ -264,7 +287,7 @@ def record_from_stats(
         wq = {}
         for l in on:
             lc = cfg.for_layer(l.name, l.op_type)
-            q, sw, axis, _ = _weight_quant(idx, nodes[l.name], l, lc, guard, scale_x=qp[l.activation][0])
+            q, sw, axis, _ = _weight_quant(idx, nodes[l.name], l, lc, guard, scale_x=qp[l.activation][0], cache=cache)
             if l.bias is not None:
                 _, _, fits = quantize_bias(idx.array(l.bias).reshape(-1), qp[l.activation][0], sw)
                 if not fits:
@@ -292,7 +315,7 @@ def record_from_stats(
 
 def plan_from_record(
     model: onnx.ModelProto, layers: list[Layer], cfg: QuantConfig, record: Record, guard: str = "none",
-    float_layers: dict | None = None, float_tensors: dict | None = None,
+    float_layers: dict | None = None, float_tensors: dict | None = None, cache: dict | None = None,
 ) -> QuantPlan:
     """Weights, biases and tensor grids from a record (see module docstring)."""
     idx = GraphIndex(model.graph)
@@ -324,7 +347,7 @@ def plan_from_record(
         lc = cfg.for_layer(l.name, l.op_type)
         spec = OPS[l.op_type]
         node = nodes[l.name]
-        q, sw, axis, fixed = _weight_quant(idx, node, l, lc, guard, scale_w=r.scale_w)
+        q, sw, axis, fixed = _weight_quant(idx, node, l, lc, guard, scale_w=r.scale_w, cache=cache)
         lq = LayerQuant(l.name, l.op_type, l.activation, l.weight, spec.weight_index, l.bias, spec.bias_index,
                         axis, q, sw, pairs_fixed=fixed, weight_bits=lc.wts_bits)
         if l.bias is not None:

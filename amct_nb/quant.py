@@ -146,33 +146,56 @@ def pair_safe_quantize(rows: np.ndarray, scale: np.ndarray, *, bits: int = 8, st
     squared error against the float weights. Returns (q [C, K] int32, scales [C], pairs fixed).
     """
     qmax = 2 ** (bits - 1) - 1
-    rows = np.asarray(rows, np.float64)
+    rows = np.asarray(rows, np.float32)
     scale = np.asarray(scale, np.float64).reshape(-1)
+    c, k = rows.shape
+    best_q = np.zeros((c, k), np.int32)
+    best_s = scale.copy()
+    # rows in chunks of ~4M weights: bounded temporaries for huge layers (a 8192x8192 MatMul)
+    step = max(1, (1 << 22) // max(k, 1))
+    for r0 in range(0, c, step):
+        sl = slice(r0, min(c, r0 + step))
+        best_q[sl], best_s[sl] = _pair_search(rows[sl], scale[sl], qmax, steps, limit)
+    q0 = np.empty((c, k), np.int32)
+    for r0 in range(0, c, step):
+        sl = slice(r0, min(c, r0 + step))
+        q0[sl] = np.clip(np.round(rows[sl] / best_s[sl, None].astype(np.float32)), -qmax, qmax)
+    changed = int((q0 != best_q).sum())
+    return best_q, best_s.astype(np.float32), changed
+
+
+def _pair_search(rows: np.ndarray, scale: np.ndarray, qmax: int, steps: int, limit: int):
     c, k = rows.shape
     kk = k - (k % 2)
     pos = np.maximum(rows, 0)
     neg = np.maximum(-rows, 0)
-    pair = np.maximum(pos[:, 0:kk:2] + pos[:, 1:kk:2], neg[:, 0:kk:2] + neg[:, 1:kk:2]).max(axis=1) if kk else np.zeros(c)
+    pair = (np.maximum(pos[:, 0:kk:2] + pos[:, 1:kk:2], neg[:, 0:kk:2] + neg[:, 1:kk:2]).max(axis=1).astype(np.float64)
+            if kk else np.zeros(c))
+    del pos, neg
     top = np.maximum(pair / limit, scale)  # scale at which no pair exceeds the limit
     best_err = np.full(c, np.inf)
-    best_q = np.zeros((c, k), np.int32)
+    best_q = np.clip(np.round(rows / scale[:, None].astype(np.float32)), -qmax, qmax).astype(np.int32)
     best_s = scale.copy()
-    best_fixed = np.zeros(c, np.int64)
+    search = top > scale  # rows with no offending pair at the plain scale keep it
+    if not search.any():
+        return best_q, best_s
+    rs, ss, ts = rows[search], scale[search], top[search]
+    bq, bs = best_q[search], best_s[search]
+    be = best_err[search]
     for f in np.linspace(0.0, 1.0, steps):
-        s = scale * (top / scale) ** f
-        real = rows / s[:, None]
+        s = ss * (ts / ss) ** f
+        s32 = s[:, None].astype(np.float32)
+        real = rs / s32
         q = np.clip(np.round(real), -qmax, qmax).astype(np.int32)
         q, _ = pair_guard(q, real, limit)
-        err = ((q * s[:, None] - rows) ** 2).sum(axis=1)
-        better = err < best_err
+        err = ((q * s32 - rs).astype(np.float64) ** 2).sum(axis=1)
+        better = err < be
         if better.any():
-            best_err[better] = err[better]
-            best_q[better] = q[better]
-            best_s[better] = s[better]
-    _, fixed = pair_guard(best_q, best_q.astype(np.float64), limit)  # count remaining fixes (0)
-    q0 = np.clip(np.round(rows / best_s[:, None]), -qmax, qmax)
-    changed = int((q0 != best_q).sum())
-    return best_q, best_s.astype(np.float32), changed
+            be[better] = err[better]
+            bq[better] = q[better]
+            bs[better] = s[better]
+    best_q[search], best_s[search] = bq, bs
+    return best_q, best_s
 
 
 def pair_guard(q: np.ndarray, real: np.ndarray, limit: int = PAIR_LIMIT) -> tuple[np.ndarray, int]:

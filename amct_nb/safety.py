@@ -17,15 +17,18 @@ The end-to-end output error (cosine, SQNR) of the fake-quant model is measured t
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import onnx
+from onnx import helper, numpy_helper
 
-from .model import GraphIndex
+from .model import GraphIndex, is_large
 from .observe import make_session, with_outputs
 from .quant import fake_quantize, qrange
 
-__all__ = ["tensor_errors", "flag_tensors", "output_errors", "sqnr_db", "MIN_SQNR_DB", "MIN_CHANNEL_SNR_DB"]
+__all__ = ["tensor_errors", "flag_tensors", "output_errors", "output_check", "OutputCheck", "sqnr_db", "MIN_SQNR_DB",
+           "MIN_CHANNEL_SNR_DB", "MIN_OUTPUT_SQNR_DB"]
 
 #: A tensor whose own quantization leaves less than this SQNR is kept float.
 MIN_SQNR_DB = 12.0
@@ -191,10 +194,13 @@ def output_errors(float_model: onnx.ModelProto, fake_model: onnx.ModelProto, fee
     """End-to-end error of each model output: cosine and SQNR of fake-quant vs float."""
     if not feeds:
         return {}
-    a, b = make_session(float_model, options=_lean_options()), make_session(fake_model, options=_lean_options())
+    a = make_session(float_model, options=_lean_options())  # one session at a time: big models
     names = [o.name for o in a.get_outputs()]
     ra = [a.run(names, f) for f in feeds]
+    del a
+    b = make_session(fake_model, options=_lean_options())
     rb = [b.run(names, f) for f in feeds]
+    del b
     res = {}
     for j, n in enumerate(names):
         x = np.concatenate([r[j].reshape(-1) for r in ra]).astype(np.float64)
@@ -207,3 +213,218 @@ def output_errors(float_model: onnx.ModelProto, fake_model: onnx.ModelProto, fee
         res[n] = {"cosine": float(x @ y / denom) if denom > 0 else (1.0 if np.array_equal(x, y) else 0.0),
                   "sqnr_db": sqnr_db(x, y), "max_abs_error": float(np.abs(x - y).max()) if x.size else 0.0}
     return res
+
+
+# -- the output check: layers whose quantization the outputs cannot afford ---------------------------
+
+#: Default end-to-end target: the fake-quant outputs keep at least this SQNR against the float
+#: outputs on the calibration samples (20 dB: cosine ~0.995), else the most harmful quantized
+#: layers/tensors are left float until they do.
+MIN_OUTPUT_SQNR_DB = 20.0
+
+_GATES = "amct_nb_gates"
+
+
+@dataclass
+class Unit:
+    """What one gate switches: a layer's weights (and its input grid when no other layer reads it),
+    or one tensor grid that belongs to no single layer."""
+
+    kind: str  # "layer" | "tensor"
+    name: str
+    tensors: list[str]
+    weight_of: str | None = None
+    harm_db: float = math.inf  # output SQNR with only this unit quantized
+
+
+def _units(plan) -> list[Unit]:
+    readers: dict[str, list[str]] = {}
+    for n, l in plan.layers.items():
+        readers.setdefault(l.activation, []).append(n)
+    units, owned = [], set()
+    for n, l in plan.layers.items():
+        own = [l.activation] if readers.get(l.activation) == [n] and l.activation in plan.tensors else []
+        owned.update(own)
+        units.append(Unit("layer", n, own, weight_of=n))
+    units += [Unit("tensor", t, [t]) for t in plan.tensors if t not in owned]
+    return units
+
+
+def _gated_model(model: onnx.ModelProto, plan, units: list[Unit]) -> onnx.ModelProto:
+    """The float model with every quantization of ``units`` behind a gate: ``x + g * (fq(x) - x)``.
+
+    Gate ``g_u = gates[u]`` is a graph input, so one ONNX Runtime session measures any subset of
+    units (0: float, 1: quantized). Tensors go through QuantizeLinear/DequantizeLinear with their
+    grid; weights add ``g * (dequantized int8 weights - weights)``."""
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    g = m.graph
+    inits = {t.name: t for t in g.initializer}
+    head, after, rename = [], {}, {}
+    new_inits = [numpy_helper.from_array(np.array(i, np.int64), f"{_GATES}_i{i}") for i in range(len(units))]
+    layer_rename: dict[str, tuple[int, str]] = {}
+    for i, u in enumerate(units):
+        gu = f"{_GATES}_{i}"
+        head.append(helper.make_node("Gather", [_GATES, f"{_GATES}_i{i}"], [gu], name=f"{gu}_Gather", axis=0))
+        for t in u.tensors:
+            tq = plan.tensors[t]
+            p = f"{t}_gfq"
+            new_inits += [numpy_helper.from_array(np.array(tq.scale, np.float32), f"{p}_s"),
+                          numpy_helper.from_array(np.array(tq.zero_point, np.dtype(tq.dtype)), f"{p}_z")]
+            chain = [helper.make_node("QuantizeLinear", [t, f"{p}_s", f"{p}_z"], [f"{p}_q"], name=f"{p}_Q"),
+                     helper.make_node("DequantizeLinear", [f"{p}_q", f"{p}_s", f"{p}_z"], [f"{p}_dq"], name=f"{p}_DQ"),
+                     helper.make_node("Sub", [f"{p}_dq", t], [f"{p}_d"], name=f"{p}_Sub"),
+                     helper.make_node("Mul", [f"{p}_d", gu], [f"{p}_gd"], name=f"{p}_Mul"),
+                     helper.make_node("Add", [t, f"{p}_gd"], [f"{p}_out"], name=f"{p}_Add")]
+            after.setdefault(t, []).extend(chain)
+            rename[t] = f"{p}_out"
+        if u.weight_of is not None:
+            l = plan.layers[u.weight_of]
+            w = numpy_helper.to_array(inits[l.weight]).astype(np.float32)
+            shape = [1] * w.ndim
+            if l.axis is not None:
+                shape[l.axis] = -1
+            delta = l.w_q.astype(np.float32) * np.asarray(l.w_scale, np.float32).reshape(shape) - w
+            p = f"{l.name}_gw"
+            new_inits.append(numpy_helper.from_array(delta.astype(np.float32), f"{p}_delta"))
+            head += [helper.make_node("Mul", [f"{p}_delta", gu], [f"{p}_gd"], name=f"{p}_Mul"),
+                     helper.make_node("Add", [l.weight, f"{p}_gd"], [f"{p}_w"], name=f"{p}_Add")]
+            layer_rename[l.name] = (l.weight_index, f"{p}_w")
+    produced = {o for n in g.node for o in n.output}
+    for t in list(after):  # graph inputs and initializers: their chain runs first
+        if t not in produced:
+            head += after.pop(t)
+    out = list(head)
+    for n in g.node:
+        if n.name in layer_rename:
+            k, nw = layer_rename[n.name]
+            n.input[k] = nw
+        for k, x in enumerate(n.input):
+            if x in rename and not (n.name in layer_rename and k == layer_rename[n.name][0]):
+                n.input[k] = rename[x]
+        out.append(n)
+        for o in n.output:
+            out += after.get(o, [])
+    del g.node[:]  # the chains read the original tensors: only the model's own nodes were rewired
+    g.node.extend(out)
+    g.initializer.extend(new_inits)
+    g.input.append(helper.make_tensor_value_info(_GATES, onnx.TensorProto.FLOAT, [len(units)]))
+    return m
+
+
+@dataclass
+class OutputCheck:
+    target_db: float
+    before_db: float  # all units quantized (gated model, calibration samples)
+    after_db: float  # after the fallback
+    units: list[Unit]
+    fallen: list[Unit]
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict:
+        return {"target_sqnr_db": self.target_db, "before_sqnr_db": _r(self.before_db), "after_sqnr_db": _r(self.after_db),
+                "left_float": [{"kind": u.kind, "name": u.name, "alone_output_sqnr_db": _r(u.harm_db)} for u in self.fallen],
+                "units": len(self.units)}  # no timing: reports of reruns are byte-identical
+
+
+def _r(x: float):
+    return round(x, 2) if math.isfinite(x) else (None if math.isnan(x) else ("inf" if x > 0 else "-inf"))
+
+
+def _first_samples(feeds: list[dict], n: int) -> list[dict]:
+    """The feeds that hold the first ``n`` samples (the last one cut), batches kept as they are."""
+    out, have = [], 0
+    for f in feeds:
+        if have >= n:
+            break
+        vals = list(f.values())
+        b = vals[0].shape[0] if vals and vals[0].ndim else 1
+        batched = b > 1 and all(v.ndim and v.shape[0] == b for v in vals)
+        take = min(b, n - have) if batched else 1
+        out.append({k: v[:take] for k, v in f.items()} if batched and take < b else f)
+        have += take
+    return out
+
+
+#: The search aims this much above the target: the gated model (float Q/DQ) and the fake-quant
+#: model (integer-domain layers, int32 bias) differ by a fraction of a dB.
+OUTPUT_MARGIN_DB = 1.0
+
+
+def output_check(model: onnx.ModelProto, plan, feeds: list[dict], target_db: float = MIN_OUTPUT_SQNR_DB,
+                 max_samples: int = 8, sensitivity_samples: int = 2, progress: bool = False) -> OutputCheck | None:
+    """Which units to leave float so that the outputs keep ``target_db`` SQNR.
+
+    One gated model and one session: measure the outputs with everything quantized; if below the
+    target, measure each unit alone (its harm, on ``sensitivity_samples`` samples), then
+    binary-search the smallest number of most harmful units to leave float so that the rest meets
+    the target (plus a margin) on ``max_samples`` samples."""
+    import time
+
+    t0 = time.perf_counter()
+    if is_large(model):  # the gated model would hold every weight twice: not for models over 2 GB
+        return None
+    units = _units(plan)
+    samples = _first_samples(feeds, max_samples)
+    few = _first_samples(feeds, sensitivity_samples)
+    if not units or not samples:
+        return None
+    sess = make_session(_gated_model(model, plan, units), options=_lean_options())
+    outs = [o.name for o in sess.get_outputs() if o.type in ("tensor(float)", "tensor(double)", "tensor(float16)")]
+    if not outs:
+        return None
+    zero = np.zeros(len(units), np.float32)
+    ref = [sess.run(outs, {**f, _GATES: zero}) for f in samples]
+
+    ref_few = [sess.run(outs, {**f, _GATES: zero}) for f in few]
+
+    def sqnr(gates, sens=False) -> float:
+        worst = math.inf
+        sig = np.zeros(len(outs))
+        noise = np.zeros(len(outs))
+        for f, r in zip(*((few, ref_few) if sens else (samples, ref))):
+            for j, y in enumerate(sess.run(outs, {**f, _GATES: gates})):
+                x = r[j].astype(np.float64)
+                fin = np.isfinite(x) & np.isfinite(y)
+                sig[j] += float((x[fin] ** 2).sum())
+                noise[j] += float(((y[fin] - x[fin]) ** 2).sum()) + float((~np.isfinite(y) & np.isfinite(x)).sum()) * 1e30
+        for s_, n_ in zip(sig, noise):
+            if s_ > 0:
+                worst = min(worst, math.inf if n_ == 0 else 10 * math.log10(s_ / n_))
+        return worst
+
+    ones = np.ones(len(units), np.float32)
+    before = sqnr(ones)
+    chk = OutputCheck(target_db, before, before, units, [])
+    if before >= target_db:
+        chk.seconds = time.perf_counter() - t0
+        return chk
+    it = range(len(units))
+    if progress:
+        from tqdm.auto import tqdm
+
+        it = tqdm(it, desc="output check", unit="unit", leave=False)
+    for i in it:
+        one = zero.copy()
+        one[i] = 1
+        units[i].harm_db = sqnr(one, sens=True)
+    order = sorted(range(len(units)), key=lambda i: units[i].harm_db)
+
+    def gates_without(k):
+        gts = ones.copy()
+        gts[order[:k]] = 0
+        return gts
+
+    lo, hi = 0, len(units)  # lo fails, hi (all float) passes
+    best = math.inf
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        s = sqnr(gates_without(mid))
+        if s >= target_db + OUTPUT_MARGIN_DB:
+            hi, best = mid, s
+        else:
+            lo = mid
+    chk.fallen = [units[i] for i in order[:hi]]
+    chk.after_db = best if hi < len(units) else math.inf
+    chk.seconds = time.perf_counter() - t0
+    return chk

@@ -1,5 +1,7 @@
 """Patterns of real-world models, each on a small model that has it (issue: real-world ONNX)."""
 
+import json
+
 import numpy as np
 import onnx
 import pytest
@@ -288,3 +290,42 @@ def test_old_opset_gets_per_channel_weights_and_a_valid_model(opset):
     assert len(dq_axis) == 2
     ev = {"x": r.uniform(-1, 1, (8, 3, 12, 12)).astype(np.float32)}
     assert _sqnr_db(run(m, ev)[0], run(dep, ev)[0]) > 25
+
+
+def _cancelling_model():
+    """y = x W1 - x W2 + x W3 with W1 ~ W2: every tensor quantizes well (> 30 dB), the difference does not."""
+    r = np.random.default_rng(9)
+    w1 = r.normal(0, .3, (16, 32))
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["a"], name="mm_a"),
+             helper.make_node("MatMul", ["x", "w2"], ["b"], name="mm_b"),
+             helper.make_node("Sub", ["a", "b"], ["d"], name="diff"),
+             helper.make_node("MatMul", ["x", "w3"], ["c"], name="mm_c"),
+             helper.make_node("Add", ["d", "c"], ["y"], name="add")]
+    m = models._model(nodes, [models.f32("x", ["N", 16])], [models.f32("y", ["N", 32])],
+                      [models.w("w1", w1), models.w("w2", w1 + r.normal(0, .003, w1.shape)), models.w("w3", r.normal(0, .01, (16, 32)))])
+    return m, [{"x": r.normal(size=(4, 16)).astype(np.float32)} for _ in range(8)]
+
+
+def test_output_check_leaves_the_harmful_layers_float():
+    m, feeds = _cancelling_model()
+    off = an.QuantConfig()
+    off.min_output_sqnr_db = None
+    res_off = an.quantize(m, feeds, off, progress=False)
+    assert sorted(res_off.quantized_layers) == ["mm_a", "mm_b", "mm_c"]
+    assert res_off.output_errors["y"]["sqnr_db"] < 15  # the cancellation destroys the output
+    assert min(e["sqnr_db"] for e in res_off.tensor_errors.values()) > 30  # while each tensor looks fine
+    res = an.quantize(m, feeds, progress=False)  # default: target 20 dB
+    assert res.quantized_layers == ["mm_c"]
+    for n in ("mm_a", "mm_b"):
+        assert "output check" in res.plan.float_layers[n]
+    chk = res.report()["output_check"]
+    assert chk["before_sqnr_db"] < 15 and chk["after_sqnr_db"] >= 20
+    assert abs(chk["before_sqnr_db"] - res_off.output_errors["y"]["sqnr_db"]) < 0.5  # the gated model predicts the real one
+    assert res.output_errors["y"]["sqnr_db"] >= 20 and {u["name"] for u in chk["left_float"]} == {"mm_a", "mm_b"}
+    ev = {"x": np.random.default_rng(10).normal(size=(16, 16)).astype(np.float32)}
+    assert _sqnr_db(run(m, ev)[0], run(res.deploy_model, ev)[0]) > 20
+    # the setting round-trips through AMCT's JSON and is checked
+    cfg = an.QuantConfig.from_amct_dict(json.loads(an.QuantConfig(min_output_sqnr_db=30.0).to_json()))
+    assert cfg.min_output_sqnr_db == 30.0
+    with pytest.raises(an.ConfigError, match="min_output_sqnr_db"):
+        an.QuantConfig(min_output_sqnr_db=float("nan")).validate()

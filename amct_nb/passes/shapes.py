@@ -13,6 +13,17 @@ def infer_shapes(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
     Failures of inference are not fatal: quantization needs element types (known from the
     runtime anyway) more than shapes, so a model whose shapes cannot be inferred keeps what it had.
     """
+    from ..model import is_large, without_large_data
+
+    if is_large(model):  # protobuf cannot serialize it: infer on a copy without the big weights
+        light, notes = infer_shapes(without_large_data(model))
+        out = onnx.ModelProto()
+        out.CopyFrom(model)
+        del out.graph.value_info[:]
+        out.graph.value_info.extend(light.graph.value_info)
+        del out.graph.output[:]
+        out.graph.output.extend(light.graph.output)
+        return out, notes
     notes = []
     try:
         out = onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=False, data_prop=True)

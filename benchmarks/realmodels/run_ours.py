@@ -27,6 +27,7 @@ from benchmarks.realmodels import catalog  # noqa: E402
 
 def run_one(model: catalog.RealModel, n: int = 32) -> dict:
     import amct_nb as an
+    from amct_nb.model import byte_size, is_large
     from amct_nb.observe import make_session
 
     path = catalog.fetch(model)
@@ -41,7 +42,7 @@ def run_one(model: catalog.RealModel, n: int = 32) -> dict:
     row["time_s"] = round(time.perf_counter() - t, 1)
     dep = res.deploy_model
     try:
-        if dep.ByteSize() < 2**31:
+        if not is_large(dep):
             onnx.checker.check_model(dep)
         s_dep = make_session(dep)
         s_ref = make_session(onnx.load(path))
@@ -58,8 +59,11 @@ def run_one(model: catalog.RealModel, n: int = 32) -> dict:
         check_metric=chk["metric"], check_value=round(float(chk["value"]), 4), passed=bool(chk["passed"]),
         detail=chk["detail"][:200], quantized_layers=len(rep["quantized_layers"]), float_layers=len(rep["float_layers"]),
         float_tensors=len(rep["float_tensors"]), unsupported=len(rep["unsupported"]),
-        size_mb=round(Path(path).stat().st_size / 1e6, 2), deploy_mb=round(dep.ByteSize() / 1e6, 2),
+        size_mb=round(Path(path).stat().st_size / 1e6, 2), deploy_mb=round(byte_size(dep) / 1e6, 2),
         float_reasons=sorted({r["reason"].split(":")[0][:80] for r in rep["float_tensors"]})[:4],
+        output_sqnr_db=round(min((e["sqnr_db"] for e in rep["output_error"].values()), default=float("nan")), 1),
+        output_check_left_float=len(rep["output_check"].get("left_float", [])),
+        output_check_before_db=rep["output_check"].get("before_sqnr_db"),
     )
     return row
 
