@@ -135,6 +135,16 @@ def cmd_calibrate(args) -> int:
               f"{rep['quantized_tensors']} activation tensor(s) int8; saturation guard: {rep['saturation_guard']['mode']}")
         for fl in rep["float_layers"]:
             print(f"  float: {fl['name']}: {fl['reason']}")
+        for ft in rep["float_tensors"]:
+            print(f"  float tensor: {ft['name']}: {ft['reason']}")
+        for u in rep["unsupported"]:
+            print(f"  not quantized: {u['name']} ({u['op_type']}): {u['reason']}")
+        for name, e in rep["output_error"].items():
+            print(f"output {name}: SQNR {e['sqnr_db']:.1f} dB, cosine {e['cosine']:.5f} vs the float model")
+        oc = rep.get("output_check") or {}
+        if "before_sqnr_db" in oc and oc.get("left_float"):
+            print(f"output check: {oc['before_sqnr_db']} dB with everything int8 < {oc['target_sqnr_db']} dB: "
+                  f"{len(oc['left_float'])} layer(s)/tensor(s) left float")
         sz = rep["size_bytes"]
         print(f"size {sz['original'] / 1e6:.2f} MB -> {sz['deploy'] / 1e6:.2f} MB; {time.perf_counter() - t0:.1f} s")
         for k in ("fake_quant", "deploy", "config", "record", "modified", "log"):

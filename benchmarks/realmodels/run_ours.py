@@ -90,23 +90,59 @@ def main():
                 "check_metric": chk.get("metric", r.get("raised") or r.get("checker") or ""),
                 "check_value": round(float(chk["value"]), 4) if "value" in chk else "",
                 "passed": bool(chk.get("passed")) and r.get("n_quantize_linear", 0) > 0,
+                "size_mb": round(r.get("size_int8", 0) / 1e6, 2), "time_s": r.get("quantize_seconds", ""),
+                "nothing": r.get("n_quantize_linear", 0) == 0,
             }
-    lines = ["# amct-nb vs ONNX Runtime quantize_static on real third-party models", "",
-             f"Produced by `python benchmarks/realmodels/run_ours.py` (calibration: {args.n} feeds, seed 0; "
-             f"evaluation: {args.n} feeds, seed 1); ORT columns from `baseline_ort.py` (BASELINE.json).", "",
-             "| model | task | amct-nb valid | amct-nb task check | passes | int8 layers / float | size MB (fp32 -> amct-nb) | time s | ORT valid | ORT task check | ORT passes |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    table = ["| model | task check | amct-nb: valid | amct-nb: check | amct-nb: passes | int8 / float layers | "
+             "output SQNR dB (output check: before, units left float) | size MB fp32 -> amct-nb | amct-nb time s | "
+             "ORT: valid | ORT: check | ORT: passes | ORT size MB | ORT time s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         b = base.get(r["name"], {})
-        ours_chk = f"{r.get('check_metric', '')} {r.get('check_value', '')}" if r.get("valid") else r.get("error", "")[:60]
-        b_valid = b.get("valid", "")
-        b_chk = f"{b.get('check_metric', '')[:40]} {b.get('check_value', '')}"
-        lines.append(f"| {r['name']} | {r['task']} | {r.get('valid')} | {ours_chk} | {r.get('passed', False)} | "
-                     f"{r.get('quantized_layers', 0)} / {r.get('float_layers', 0)} | {r.get('size_mb', '')} -> {r.get('deploy_mb', '')} | "
-                     f"{r.get('time_s', '')} | {b_valid} | {b_chk} | {b.get('passed', '')} |")
-    (HERE / "OURS.md").write_text("\n".join(lines) + "\n")
-    (HERE / "OURS.json").write_text(json.dumps(rows, indent=1) + "\n")
-    print("\n".join(lines))
+        if r.get("valid"):
+            ours_chk = f"{r.get('check_value', '')}"
+        else:
+            ours_chk = "no model written: " + r.get("error", "")[:70]
+        b_chk = b.get("check_value", "") if b.get("valid") else "invalid model"
+        if b.get("nothing"):
+            b_chk = f"{b_chk} (nothing quantized)"
+        oc = ""
+        if r.get("output_check_before_db") is not None:
+            oc = f" ({r['output_check_before_db']}, {r.get('output_check_left_float', 0)})"
+        table.append(
+            f"| {r['name']} | {r.get('check_metric', b.get('check_metric', ''))[:45]} | {r.get('valid')} | {ours_chk} | "
+            f"{r.get('passed', False)} | {r.get('quantized_layers', 0)} / {r.get('float_layers', 0)} | "
+            f"{r.get('output_sqnr_db', '')}{oc} | {r.get('size_mb', '')} -> {r.get('deploy_mb', '')} | {r.get('time_s', '')} | "
+            f"{b.get('valid', '')} | {b_chk} | {b.get('passed', '')} | {b.get('size_mb', '')} | {b.get('time_s', '')} |")
+    n_ok = sum(bool(r.get("passed")) for r in rows)
+    n_valid = sum(bool(r.get("valid")) for r in rows)
+    b_ok = sum(bool(base.get(r["name"], {}).get("passed")) for r in rows)
+    b_valid = sum(bool(base.get(r["name"], {}).get("valid")) for r in rows)
+    summary = (f"amct-nb: {n_valid}/{len(rows)} valid models written, {n_ok}/{len(rows)} pass their task check; "
+               f"ONNX Runtime quantize_static: {b_valid}/{len(rows)} valid, {b_ok}/{len(rows)} pass (a model where "
+               "nothing was quantized does not count as a pass).")
+    head = (f"Produced by `python benchmarks/realmodels/run_ours.py` (calibration: {args.n} feeds, seed 0; "
+            f"evaluation: {args.n} other feeds, seed 1; amct-nb default settings); ORT columns from "
+            "`benchmarks/realmodels/baseline_ort.py` (BASELINE.json: quantize_static QDQ, per-channel, MinMax). "
+            "Times are wall seconds of one run on this 2-core machine (amct-nb's include its output check).")
+    if not args.only:
+        (HERE / "OURS.md").write_text("\n".join(["# amct-nb vs ONNX Runtime quantize_static on real third-party models", "",
+                                                 head, "", summary, "", *table]) + "\n")
+        (HERE / "OURS.json").write_text(json.dumps(rows, indent=1) + "\n")
+        res = HERE.parent / "RESULTS.md"
+        text = res.read_text() if res.exists() else ""
+        mark = "<!-- realmodels -->"
+        section = "\n".join([mark, "# Real third-party models: amct-nb vs ONNX Runtime quantize_static", "", head, "",
+                             summary, "", *table, "", "Per-model details: benchmarks/realmodels/OURS.md, BASELINE.md.", mark])
+        if mark in text:
+            a, _, rest = text.partition(mark)
+            _, _, after = rest.partition(mark)
+            text = a + section + after
+        else:
+            text = text.rstrip("\n") + "\n\n" + section + "\n"
+        res.write_text(text)
+    print(summary)
+    print("\n".join(table))
 
 
 if __name__ == "__main__":
