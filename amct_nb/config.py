@@ -96,7 +96,7 @@ class QuantConfig:
     #: End-to-end target of the safety net: if the fake-quant outputs fall below this SQNR (dB)
     #: against the float outputs on the calibration samples, the quantized layers/tensors that
     #: harm them most are left float until they reach it. None: no output check.
-    min_output_sqnr_db: float | None = 20.0
+    min_output_sqnr_db: float | None = 15.0
 
     def for_layer(self, name: str, op_type: str | None = None) -> LayerConfig:
         lc = self.layers.get(name, self.default)

@@ -218,9 +218,11 @@ def output_errors(float_model: onnx.ModelProto, fake_model: onnx.ModelProto, fee
 # -- the output check: layers whose quantization the outputs cannot afford ---------------------------
 
 #: Default end-to-end target: the fake-quant outputs keep at least this SQNR against the float
-#: outputs on the calibration samples (20 dB: cosine ~0.995), else the most harmful quantized
-#: layers/tensors are left float until they do.
-MIN_OUTPUT_SQNR_DB = 20.0
+#: outputs on the calibration samples (15 dB: cosine ~0.985), else the most harmful quantized
+#: layers/tensors are left float until they do. Chosen by measurement on the real-model set and
+#: EfficientNet (README "the safety net"): every model whose task check passes fully int8 sits at
+#: 14-130 dB, PP-OCR's recognizer, whose decoded strings break, at 10 dB.
+MIN_OUTPUT_SQNR_DB = 15.0
 
 _GATES = "amct_nb_gates"
 

@@ -40,6 +40,8 @@ def test_efficientnet_accuracy_bounds(result_and_data):
     drop = (fp == labels).mean() - (dep == labels).mean()
     # the RGB stem conv (3 input channels) stays float by default (min_input_channels), the rest is int8
     assert len(res.plan.layers) == 49 and list(res.plan.float_layers) == ["node_Conv_881"]
+    oc = res.report()["output_check"]  # healthy: the output check measures and leaves everything int8
+    assert oc["before_sqnr_db"] > oc["target_sqnr_db"] + 3 and not oc["left_float"]
     assert agree >= 0.97, agree
     assert drop <= 0.01, drop  # 2 of 200 images (the benchmark's 400 images: <= 0.4 pt)
     assert (fq == dep).mean() >= 0.985

