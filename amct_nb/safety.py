@@ -322,11 +322,12 @@ class OutputCheck:
     units: list[Unit]
     fallen: list[Unit]
     seconds: float = 0.0
+    groups: int = 0  # units were measured in this many groups (== len(units): one by one)
 
     def as_dict(self) -> dict:
         return {"target_sqnr_db": self.target_db, "before_sqnr_db": _r(self.before_db), "after_sqnr_db": _r(self.after_db),
                 "left_float": [{"kind": u.kind, "name": u.name, "alone_output_sqnr_db": _r(u.harm_db)} for u in self.fallen],
-                "units": len(self.units)}  # no timing: reports of reruns are byte-identical
+                "units": len(self.units), "groups": self.groups}  # no timing: reports of reruns are byte-identical
 
 
 def _r(x: float):
@@ -354,7 +355,8 @@ OUTPUT_MARGIN_DB = 1.0
 
 
 def output_check(model: onnx.ModelProto, plan, feeds: list[dict], target_db: float = MIN_OUTPUT_SQNR_DB,
-                 max_samples: int = 8, sensitivity_samples: int = 2, progress: bool = False) -> OutputCheck | None:
+                 max_samples: int = 8, sensitivity_samples: int = 2, progress: bool = False,
+                 max_groups: int = 64) -> OutputCheck | None:
     """Which units to leave float so that the outputs keep ``target_db`` SQNR.
 
     One gated model and one session: measure the outputs with everything quantized; if below the
@@ -401,23 +403,32 @@ def output_check(model: onnx.ModelProto, plan, feeds: list[dict], target_db: flo
     if before >= target_db:
         chk.seconds = time.perf_counter() - t0
         return chk
-    it = range(len(units))
+    # harm of each unit alone; past ``max_groups`` units (hundreds of layers), of that many groups of
+    # consecutive units (graph order), left float together: bounded time, same result every run
+    n_groups = min(len(units), max_groups)
+    groups = [list(g) for g in np.array_split(np.arange(len(units)), n_groups) if len(g)]
+    it = groups
     if progress:
         from tqdm.auto import tqdm
 
         it = tqdm(it, desc="output check", unit="unit", leave=False)
-    for i in it:
+    harm = []
+    for g in it:
         one = zero.copy()
-        one[i] = 1
-        units[i].harm_db = sqnr(one, sens=True)
-    order = sorted(range(len(units)), key=lambda i: units[i].harm_db)
+        one[g] = 1
+        h = sqnr(one, sens=True)
+        harm.append(h)
+        for i in g:
+            units[i].harm_db = h
+    order_g = sorted(range(len(groups)), key=lambda k: harm[k])
 
     def gates_without(k):
         gts = ones.copy()
-        gts[order[:k]] = 0
+        for gi in order_g[:k]:
+            gts[groups[gi]] = 0
         return gts
 
-    lo, hi = 0, len(units)  # lo fails, hi (all float) passes
+    lo, hi = 0, len(groups)  # lo fails, hi (all float) passes
     best = math.inf
     while hi - lo > 1:
         mid = (lo + hi) // 2
@@ -426,7 +437,10 @@ def output_check(model: onnx.ModelProto, plan, feeds: list[dict], target_db: flo
             hi, best = mid, s
         else:
             lo = mid
+    order = [i for gi in order_g for i in groups[gi]]
+    hi = sum(len(groups[gi]) for gi in order_g[:hi])
     chk.fallen = [units[i] for i in order[:hi]]
     chk.after_db = best if hi < len(units) else math.inf
+    chk.groups = len(groups)
     chk.seconds = time.perf_counter() - t0
     return chk
