@@ -169,13 +169,20 @@ def byte_size(proto: onnx.ModelProto) -> int:
     try:
         return proto.ByteSize()
     except Exception:  # EncodeError: the message is over protobuf's 2 GB limit
-        inits = sum(t.ByteSize() + 8 for t in proto.graph.initializer)
-        return inits + _without_data(proto).ByteSize()
+        # the sum of the parts (+ a few bytes of framing each), without copying the model
+        g = proto.graph
+        parts = [*g.initializer, *g.node, *g.input, *g.output, *g.value_info, *proto.functions, *proto.opset_import]
+        return sum(x.ByteSize() + 8 for x in parts)
 
 
 def is_large(proto: onnx.ModelProto) -> bool:
     """True when the model cannot be one protobuf message (>= 2 GB): save it with external data."""
     return byte_size(proto) >= LARGE_MODEL_BYTES
+
+
+def _clear_data(t: onnx.TensorProto) -> None:
+    for f in ("raw_data", "float_data", "int32_data", "int64_data", "double_data", "uint64_data", "string_data"):
+        t.ClearField(f)
 
 
 def _without_data(proto: onnx.ModelProto) -> onnx.ModelProto:
@@ -186,8 +193,7 @@ def _without_data(proto: onnx.ModelProto) -> onnx.ModelProto:
     for t in light.graph.initializer:
         if t.data_location == onnx.TensorProto.EXTERNAL or not len(t.dims) or t.ByteSize() < (1 << 20):
             continue
-        for f in ("raw_data", "float_data", "int32_data", "int64_data", "double_data", "uint64_data", "string_data"):
-            t.ClearField(f)
+        _clear_data(t)
         t.dims[0] = 0
     return light
 
@@ -200,8 +206,7 @@ def without_large_data(proto: onnx.ModelProto, threshold: int = 1 << 20) -> onnx
     for t in light.graph.initializer:
         if t.data_location == onnx.TensorProto.EXTERNAL or t.ByteSize() < threshold:
             continue
-        for f in ("raw_data", "float_data", "int32_data", "int64_data", "double_data", "uint64_data", "string_data"):
-            t.ClearField(f)
+        _clear_data(t)
         t.data_location = onnx.TensorProto.EXTERNAL
         del t.external_data[:]
         e = t.external_data.add()

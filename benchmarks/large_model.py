@@ -29,20 +29,21 @@ sys.path.insert(0, str(HERE.parent))
 D, LAYERS = 8192, 9
 
 
-def build(path: Path) -> None:
+def build(path: Path, d: int = D, layers: int = LAYERS) -> None:
+    """A chain of ``layers`` MatMul (d x d) + Relu, saved with all weights in ``<path>.data``."""
     r = np.random.default_rng(0)
     nodes, inits, prev = [], [], "x"
-    for i in range(LAYERS):
-        w = r.standard_normal((D, D), dtype=np.float32)
-        w *= np.float32((2.0 / D) ** 0.5)
+    for i in range(layers):
+        w = r.standard_normal((d, d), dtype=np.float32)
+        w *= np.float32((2.0 / d) ** 0.5)
         inits.append(numpy_helper.from_array(w, f"w{i}"))
         del w
         nodes.append(helper.make_node("MatMul", [prev, f"w{i}"], [f"h{i}"], name=f"mm{i}"))
-        if i < LAYERS - 1:
+        if i < layers - 1:
             nodes.append(helper.make_node("Relu", [f"h{i}"], [f"r{i}"], name=f"relu{i}"))
             prev = f"r{i}"
-    g = helper.make_graph(nodes, "big", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", D])],
-                          [helper.make_tensor_value_info(f"h{LAYERS - 1}", TensorProto.FLOAT, ["N", D])], inits)
+    g = helper.make_graph(nodes, "big", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", d])],
+                          [helper.make_tensor_value_info(f"h{layers - 1}", TensorProto.FLOAT, ["N", d])], inits)
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     onnx.save_model(m, str(path), save_as_external_data=True, all_tensors_to_one_file=True, location=path.name + ".data")
 

@@ -7,14 +7,17 @@ The paths switch at ``amct_nb.model.LARGE_MODEL_BYTES`` (2 GB); these tests lowe
 test run because it peaks near the CI machine's 24 GB of memory."""
 
 import hashlib
+import sys
+from pathlib import Path
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from onnx import TensorProto, helper, numpy_helper
 
 import amct_nb as an
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 D, LAYERS = 512, 9  # 9 MatMul weights of 512 x 512 float32: 9.4 MB, over the lowered 4 MB limit
 LIMIT = 4 << 20  # between the int8 deploy model (2.4 MB) and the float ones (9.4 MB)
@@ -22,24 +25,10 @@ LIMIT = 4 << 20  # between the int8 deploy model (2.4 MB) and the float ones (9.
 
 @pytest.fixture(scope="module")
 def big_model(tmp_path_factory):
-    d = tmp_path_factory.mktemp("big")
-    r = np.random.default_rng(0)
-    nodes, inits, prev = [], [], "x"
-    for i in range(LAYERS):
-        w = r.standard_normal((D, D), dtype=np.float32)
-        w *= np.float32((2.0 / D) ** 0.5)
-        inits.append(numpy_helper.from_array(w, f"w{i}"))
-        del w
-        nodes.append(helper.make_node("MatMul", [prev, f"w{i}"], [f"h{i}"], name=f"mm{i}"))
-        if i < LAYERS - 1:
-            nodes.append(helper.make_node("Relu", [f"h{i}"], [f"r{i}"], name=f"relu{i}"))
-            prev = f"r{i}"
-    g = helper.make_graph(nodes, "big", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", D])],
-                          [helper.make_tensor_value_info(f"h{LAYERS - 1}", TensorProto.FLOAT, ["N", D])], inits)
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
-    path = d / "big.onnx"
-    onnx.save_model(m, str(path), save_as_external_data=True, all_tensors_to_one_file=True, location="big.onnx.data")
-    del m, inits, g
+    from large_model import build  # benchmarks/large_model.py: the same chain, 2.4 GB there
+
+    path = tmp_path_factory.mktemp("big") / "big.onnx"
+    build(path, D, LAYERS)
     return path
 
 

@@ -130,22 +130,21 @@ def main():
             f"evaluation: {args.n} other feeds, seed 1; amct-nb default settings); ORT columns from "
             "`benchmarks/realmodels/baseline_ort.py` (BASELINE.json: quantize_static QDQ, per-channel, MinMax). "
             "Times are wall seconds of one run on this 2-core machine (amct-nb's include its output check).")
-    if True:
-        (HERE / "OURS.md").write_text("\n".join(["# amct-nb vs ONNX Runtime quantize_static on real third-party models", "",
-                                                 head, "", summary, "", *table]) + "\n")
-        (HERE / "OURS.json").write_text(json.dumps(rows, indent=1) + "\n")
-        res = HERE.parent / "RESULTS.md"
-        text = res.read_text() if res.exists() else ""
-        mark = "<!-- realmodels -->"
-        section = "\n".join([mark, "# Real third-party models: amct-nb vs ONNX Runtime quantize_static", "", head, "",
-                             summary, "", *table, "", "Per-model details: benchmarks/realmodels/OURS.md, BASELINE.md.", mark])
-        if mark in text:
-            a, _, rest = text.partition(mark)
-            _, _, after = rest.partition(mark)
-            text = a + section + after
-        else:
-            text = text.rstrip("\n") + "\n\n" + section + "\n"
-        res.write_text(text)
+    (HERE / "OURS.md").write_text("\n".join(["# amct-nb vs ONNX Runtime quantize_static on real third-party models", "",
+                                             head, "", summary, "", *table]) + "\n")
+    (HERE / "OURS.json").write_text(json.dumps(rows, indent=1) + "\n")
+    res = HERE.parent / "RESULTS.md"
+    text = res.read_text() if res.exists() else ""
+    mark = "<!-- realmodels -->"
+    section = "\n".join([mark, "# Real third-party models: amct-nb vs ONNX Runtime quantize_static", "", head, "",
+                         summary, "", *table, "", "Per-model details: benchmarks/realmodels/OURS.md, BASELINE.md.", mark])
+    if mark in text:
+        a, _, rest = text.partition(mark)
+        _, _, after = rest.partition(mark)
+        text = a + section + after
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    res.write_text(text)
     print(summary)
     print("\n".join(table))
 
