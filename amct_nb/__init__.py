@@ -1,27 +1,28 @@
 """amct-nb: Jupyter-first ONNX model compression on ONNX Runtime.
 
-The public API (the CLI and the notebook layer use nothing else)::
+The public API (the CLI, the notebook layer and the AMCT-named API use nothing else)::
 
     import amct_nb as an
     result = an.quantize("model.onnx", calibration_data)      # prepare, observe, ranges, export
     result.save("outputs/calibration", prefix="model")          # AMCT-named files
 
-Step by step: :func:`prepare`, :func:`collect_stats`, :func:`build`. AMCT's own function names
-are in :mod:`amct_nb.amct`. This package imports no Jupyter or plotting code.
+Step by step: :func:`prepare`, :func:`collect_stats`, :func:`build` (and :func:`rebuild` after a
+settings change, without observing again). AMCT's own function names are in :mod:`amct_nb.amct`.
+This package imports no Jupyter, plotting or torch code; ``docs/architecture.md`` maps its rooms.
 """
 
-__version__ = "0.1.0"
-
-from .calibrate import Prepared, QuantResult, build, collect_stats, prepare, quantize
+from ._version import __version__
 from .config import LayerConfig, QuantConfig
-from .errors import AmctError, Cancelled, ConfigError, DataError, ModelError, OutputError
-from .model import load_model
+from .errors import AmctError, Cancelled, ConfigError, DataError, ModelError, NotSupportedError, OutputError
+from .ir import load_model
+from .ops import OpSpec, register
+from .ptq import Observation, Prepared, QuantResult, build, collect_stats, prepare, quantize, rebuild
+from .reasons import Code, Reason
 from .record import Record
-from .registry import OpSpec, register
 
 __all__ = [
     "__version__",
-    "quantize", "prepare", "collect_stats", "build", "Prepared", "QuantResult",
-    "QuantConfig", "LayerConfig", "Record", "load_model", "OpSpec", "register",
-    "AmctError", "ModelError", "DataError", "ConfigError", "OutputError", "Cancelled",
+    "quantize", "prepare", "collect_stats", "build", "rebuild", "Prepared", "QuantResult", "Observation",
+    "QuantConfig", "LayerConfig", "Record", "load_model", "OpSpec", "register", "Reason", "Code",
+    "AmctError", "ModelError", "DataError", "ConfigError", "OutputError", "Cancelled", "NotSupportedError",
 ]

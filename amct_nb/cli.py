@@ -11,12 +11,9 @@ traceback too.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
 import sys
 import time
-from pathlib import Path
 
 __all__ = ["main"]
 
@@ -57,47 +54,10 @@ def _preprocess(args):
     return None
 
 
-def _open_data(args, specs=None):
-    from .data import ImageFolder, open_data
-    from .errors import DataError
+def _open_data(args):
+    from .data import open_data
 
-    path = Path(args.data)
-    pre = _preprocess(args)
-    is_image_folder = path.is_dir() and not any(p.suffix.lower() == ".npz" for p in path.iterdir()) if path.exists() else False
-    if is_image_folder and pre is None:
-        raise DataError(
-            f"{path} is a folder of images but no preprocessing was given: add --preset "
-            "(imagenet, efficientnet-lite, cifar10, fashion-mnist) or --size/--crop/--mean/--std"
-        )
-    kwargs = {}
-    if args.num_samples:
-        if is_image_folder:
-            kwargs["limit"] = args.num_samples
-    data = open_data(str(path), pre, **kwargs)
-    if args.num_samples and not is_image_folder:
-        data = _head(data, args.num_samples)
-    return data
-
-
-def _head(data, n):
-    """The first n samples of a dataset, still a Dataset (so samples get batched)."""
-    from .data import Dataset
-
-    class Head(Dataset):
-        complete_feeds = getattr(data, "complete_feeds", False)
-
-        def __len__(self):
-            return min(n, len(data))
-
-        def _sample(self, i):
-            return data[i]
-
-        @property
-        def labels(self):
-            lab = getattr(data, "labels", None)
-            return None if lab is None else lab[: len(self)]
-
-    return Head() if isinstance(data, Dataset) else data
+    return open_data(args.data, _preprocess(args), limit=args.num_samples)
 
 
 def _setup_logging(verbose: bool):
@@ -105,8 +65,8 @@ def _setup_logging(verbose: bool):
 
 
 def cmd_calibrate(args) -> int:
-    from . import QuantConfig, collect_stats, prepare
-    from .calibrate import build
+    from . import QuantConfig, build, collect_stats, prepare
+    from .ir import check_output_dir
 
     t0 = time.perf_counter()
     cfg = QuantConfig.load(args.config) if args.config else QuantConfig()
@@ -120,8 +80,6 @@ def cmd_calibrate(args) -> int:
         cfg.skip_layers += [s for s in args.skip_layers.split(",") if s]
     if args.saturation_guard:
         cfg.saturation_guard = args.saturation_guard
-    from .io import check_output_dir
-
     check_output_dir(args.output, args.model)
     prepared = prepare(args.model, cfg)
     cfg.validate([l.name for l in prepared.layers])
@@ -159,7 +117,7 @@ def cmd_inspect(args) -> int:
     m = p.original
     print(f"{p.name}: opset {max((o.version for o in m.opset_import if o.domain in ('', 'ai.onnx')), default=0)}, "
           f"{len(m.graph.node)} nodes, producer {m.producer_name} {m.producer_version}".rstrip())
-    from .feeds import input_specs
+    from .ir import input_specs
 
     for s in input_specs(p.model):
         print(f"  input  {s.describe()}")

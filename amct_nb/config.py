@@ -23,11 +23,14 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ConfigError
+from .quant.guard import GUARD_MODES
+from .quant.ranges import ALGORITHMS
+from .quant.weights import DEFAULT_SCHEME, get_scheme
 
 __all__ = ["LayerConfig", "QuantConfig", "ACT_ALGOS", "DEFAULT_ACT_ALGO"]
 
-#: Range algorithms for activations; AMCT's names are accepted as aliases.
-ACT_ALGOS = ("mse", "minmax", "percentile", "entropy")
+#: Range algorithms for activations (amct_nb.quant.ranges); AMCT's names are accepted as aliases.
+ACT_ALGOS = tuple(ALGORITHMS)
 _ALIASES = {"ifmr": "mse", "hfmg": "mse", "kl": "entropy", "max": "minmax"}
 #: Chosen by measurement (benchmarks/compare_ranges.py): see README "Range algorithms".
 DEFAULT_ACT_ALGO = "mse"
@@ -44,7 +47,7 @@ class LayerConfig:
     percentile: float = 99.99
     wts_bits: int = 8
     channel_wise: bool = True
-    wts_algo: str = "arq_quantize"
+    wts_algo: str = DEFAULT_SCHEME
 
     def validate(self, where: str) -> "LayerConfig":
         algo = _ALIASES.get(self.act_algo, self.act_algo)
@@ -52,12 +55,11 @@ class LayerConfig:
             raise ConfigError(f"{where}: act_algo '{self.act_algo}' is unknown: use one of {', '.join(ACT_ALGOS)}")
         if self.act_bits != 8:
             raise ConfigError(f"{where}: activation num_bits {self.act_bits} is not supported: use 8")
-        if self.wts_bits not in (8,) and self.wts_algo == "arq_quantize":
-            raise ConfigError(f"{where}: weight num_bits {self.wts_bits} is not supported for uniform weights: use 8")
         if not (50.0 < float(self.percentile) <= 100.0):
             raise ConfigError(f"{where}: percentile {self.percentile} must be in (50, 100]")
-        if self.wts_algo not in ("arq_quantize", "nuq_quantize"):
-            raise ConfigError(f"{where}: wts_algo '{self.wts_algo}' is unknown: use arq_quantize")
+        why = get_scheme(self.wts_algo, where).check(self.wts_bits)
+        if why:
+            raise ConfigError(f"{where}: {why}")
         return replace(self, act_algo=algo)
 
 
@@ -74,6 +76,8 @@ class QuantConfig:
 
     default: LayerConfig = field(default_factory=LayerConfig)
     layers: dict[str, LayerConfig] = field(default_factory=dict)
+    #: settings per op type for layers not in ``layers`` (AMCT's ``override_layer_types``)
+    type_overrides: dict[str, LayerConfig] = field(default_factory=dict)
     skip_layers: list[str] = field(default_factory=list)
     skip_layer_types: list[str] = field(default_factory=list)
     activation_offset: bool = True
@@ -99,7 +103,10 @@ class QuantConfig:
     min_output_sqnr_db: float | None = 15.0
 
     def for_layer(self, name: str, op_type: str | None = None) -> LayerConfig:
-        lc = self.layers.get(name, self.default)
+        """The settings of one layer: its own, else its op type's, else the defaults."""
+        lc = self.layers.get(name)
+        if lc is None:
+            lc = self.type_overrides.get(op_type, self.default) if op_type else self.default
         if name in self.skip_layers or (op_type and op_type in self.skip_layer_types):
             lc = replace(lc, quant_enable=False)
         return lc
@@ -122,11 +129,13 @@ class QuantConfig:
         self.default = self.default.validate("default")
         for n, lc in list(self.layers.items()):
             self.layers[n] = lc.validate(f"layer {n}")
+        for t, lc in list(self.type_overrides.items()):
+            self.type_overrides[t] = lc.validate(f"op type {t}")
         if self.activation_dtype not in ("uint8", "int8"):
             raise ConfigError(f"activation_dtype '{self.activation_dtype}' is unknown: use uint8 or int8")
-        if self.saturation_guard not in ("auto", "always", "reduce_range", "off"):
+        if self.saturation_guard not in GUARD_MODES:
             raise ConfigError(
-                f"saturation_guard '{self.saturation_guard}' is unknown: use auto, always, reduce_range or off"
+                f"saturation_guard '{self.saturation_guard}' is unknown: use {', '.join(GUARD_MODES)}"
             )
         if self.min_output_sqnr_db is not None and not (isinstance(self.min_output_sqnr_db, (int, float))
                                                         and np.isfinite(self.min_output_sqnr_db)):
@@ -178,6 +187,8 @@ class QuantConfig:
             "min_channel_snr_db": self.min_channel_snr_db,
             "min_output_sqnr_db": self.min_output_sqnr_db,
         }
+        if self.type_overrides:
+            d["amct_nb"]["layer_type_overrides"] = {t: asdict(lc) for t, lc in self.type_overrides.items()}
         return d
 
     def to_json(self, layers: list | None = None) -> str:
@@ -196,9 +207,11 @@ class QuantConfig:
             cfg.do_fusion = bool(d.get("do_fusion", True))
             cfg.skip_fusion_layers = list(d.get("skip_fusion_layers", []))
             ext = d.get("amct_nb", {}) or {}
+            names = {f.name for f in fields(LayerConfig)}
             if "default" in ext:
-                names = {f.name for f in fields(LayerConfig)}
                 cfg.default = LayerConfig(**{k: v for k, v in ext["default"].items() if k in names})
+            for t, v in (ext.get("layer_type_overrides") or {}).items():
+                cfg.type_overrides[t] = LayerConfig(**{k: x for k, x in v.items() if k in names})
             cfg.skip_layer_types = list(ext.get("skip_layer_types", []))
             cfg.activation_dtype = ext.get("activation_dtype", cfg.activation_dtype)
             cfg.saturation_guard = ext.get("saturation_guard", cfg.saturation_guard)

@@ -11,22 +11,13 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["run_demo", "add_demo_parser", "topk_accuracy"]
+from .analysis import softmax, topk_accuracy
+from .ir import make_session
 
-
-def topk_accuracy(logits: np.ndarray, labels: np.ndarray, k: int) -> float:
-    top = np.argsort(-logits, axis=1)[:, :k]
-    return float((top == labels[:, None]).any(axis=1).mean())
-
-
-def softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
+__all__ = ["run_demo", "add_demo_parser"]
 
 
 def _predict(model, x, batch=100):
-    from .observe import make_session
-
     s = make_session(model)
     name = s.get_inputs()[0].name
     return np.concatenate([s.run(None, {name: x[i : i + batch]})[0] for i in range(0, len(x), batch)])

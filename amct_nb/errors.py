@@ -1,6 +1,6 @@
 """Exceptions of amct-nb: each message names the problem and the fix."""
 
-__all__ = ["AmctError", "ModelError", "DataError", "ConfigError", "OutputError", "Cancelled"]
+__all__ = ["AmctError", "ModelError", "DataError", "ConfigError", "OutputError", "Cancelled", "NotSupportedError"]
 
 
 class AmctError(Exception):
@@ -25,3 +25,7 @@ class OutputError(AmctError):
 
 class Cancelled(AmctError):
     """A long run was cancelled by the user (notebook button or KeyboardInterrupt)."""
+
+
+class NotSupportedError(AmctError, NotImplementedError):
+    """A feature amct-nb does not have yet was asked for; the message says what exists instead."""

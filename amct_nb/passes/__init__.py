@@ -1,14 +1,18 @@
 """Graph rewrites: pure ``ModelProto -> (ModelProto, changes)`` functions, one per module.
 
 Every pass copies its input (the caller's model is never modified) and returns the new model
-with a list of human-readable change notes (empty when nothing applied).
+with a list of :class:`~amct_nb.passes.base.Change` (empty when nothing applied). Which passes
+prepare a model for quantization, in which order, is :func:`amct_nb.ptq.prepare.prepare_passes`.
 """
 
+from .base import BN_FOLDED, Change, fusion_info
 from .constants import constants_to_initializers
 from .fold_bn import fold_batchnorm
 from .names import name_nodes
 from .noops import remove_noops
 from .opset import upgrade_opset
+from .pads import fold_pads
 from .shapes import infer_shapes
 
-__all__ = ["constants_to_initializers", "fold_batchnorm", "name_nodes", "remove_noops", "upgrade_opset", "infer_shapes"]
+__all__ = ["Change", "BN_FOLDED", "fusion_info", "constants_to_initializers", "fold_batchnorm", "name_nodes",
+           "remove_noops", "upgrade_opset", "fold_pads", "infer_shapes"]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import numpy_helper
+
+from .base import Change
 
 __all__ = ["constants_to_initializers"]
 
@@ -24,7 +26,7 @@ def _constant_value(node: onnx.NodeProto):
     return None  # sparse_value / string values: left alone
 
 
-def constants_to_initializers(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
+def constants_to_initializers(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[Change]]:
     """Move every ``Constant`` node of the main graph into ``graph.initializer``.
 
     Weights exported as Constant nodes (tf2onnx, old PyTorch, hand-built graphs) then look like
@@ -48,4 +50,4 @@ def constants_to_initializers(model: onnx.ModelProto) -> tuple[onnx.ModelProto, 
     del g.node[:]
     g.node.extend(keep)
     # initializers must not be repeated as graph inputs with conflicting info; value_info is harmless
-    return out, [f"{len(moved)} Constant node(s) turned into initializers"]
+    return out, [Change("constants_to_initializers", f"{len(moved)} Constant node(s) turned into initializers")]

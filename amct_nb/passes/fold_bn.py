@@ -15,18 +15,12 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from ..model import GraphIndex
+from ..ir import GraphIndex, attr
+from .base import BN_FOLDED, Change
 
 __all__ = ["fold_batchnorm", "FOLDABLE"]
 
 FOLDABLE = ("Conv", "ConvTranspose", "Gemm")
-
-
-def _attr(node, name, default):
-    for a in node.attribute:
-        if a.name == name:
-            return helper.get_attribute_value(a)
-    return default
 
 
 def _set_attr(node, name, value):
@@ -40,7 +34,7 @@ def _set_attr(node, name, value):
 def _why_not(idx: GraphIndex, node, bn, skip: set[str]) -> str | None:
     if node.name in skip or bn.name in skip:
         return "listed in skip_fusion_layers"
-    if int(_attr(bn, "training_mode", 0)) != 0 or len([o for o in bn.output if o]) != 1:
+    if int(attr(bn, "training_mode", 0)) != 0 or len([o for o in bn.output if o]) != 1:
         return "BatchNormalization is in training mode"
     if not all(idx.is_const(n) for n in bn.input[1:5]):
         return "BatchNormalization parameters are not constant"
@@ -51,17 +45,18 @@ def _why_not(idx: GraphIndex, node, bn, skip: set[str]) -> str | None:
     if idx.single_consumer(node.output[0]) is not bn:
         return "the layer's output has other consumers"
     if node.op_type == "Gemm":
-        if int(_attr(node, "transA", 0)) != 0:
+        if int(attr(node, "transA", 0)) != 0:
             return "Gemm with transA=1"
         if len(node.input) > 2 and node.input[2] and idx.array(node.input[2]).ndim > 1 and idx.array(node.input[2]).shape[0] != 1:
             return "Gemm bias is not per output channel"
     return None
 
 
-def fold_batchnorm(model: onnx.ModelProto, skip_layers=()) -> tuple[onnx.ModelProto, list[str]]:
+def fold_batchnorm(model: onnx.ModelProto, skip_layers=()) -> tuple[onnx.ModelProto, list[Change]]:
     """Fold each foldable BatchNormalization into its producer; returns (model, notes).
 
-    Notes list each fold as ``"BN <bn> folded into <layer>"`` and each refusal with its reason.
+    Each fold is a :class:`Change` of kind ``BN_FOLDED`` (``node``: the BatchNormalization,
+    ``target``: the layer), each refusal one of kind ``"bn_not_folded"`` with the reason.
     """
     out = onnx.ModelProto()
     out.CopyFrom(model)
@@ -82,29 +77,30 @@ def fold_batchnorm(model: onnx.ModelProto, skip_layers=()) -> tuple[onnx.ModelPr
             continue
         reason = _why_not(idx, node, bn, skip)
         if reason:
-            notes.append(f"BN {bn.name or bn.output[0]} not folded into {node.name}: {reason}")
+            notes.append(Change("bn_not_folded", f"BN {bn.name or bn.output[0]} not folded into {node.name}: {reason}",
+                                bn.name or bn.output[0], node.name))
             continue
         gamma, beta, mean, var = (idx.array(n).astype(np.float64) for n in bn.input[1:5])
-        eps = float(_attr(bn, "epsilon", 1e-5))
+        eps = float(attr(bn, "epsilon", 1e-5))
         k = gamma / np.sqrt(var + eps)
         w = idx.array(node.input[1]).astype(np.float64)
         cout = k.shape[0]
         if node.op_type == "Conv":
             wf = w * k.reshape((-1,) + (1,) * (w.ndim - 1))
         elif node.op_type == "ConvTranspose":
-            group = int(_attr(node, "group", 1))
+            group = int(attr(node, "group", 1))
             cin, cout_g = w.shape[0], w.shape[1]
             gi = np.arange(cin) // (cin // group)
             ch = gi[:, None] * cout_g + np.arange(cout_g)[None, :]
             wf = w * k[ch].reshape((cin, cout_g) + (1,) * (w.ndim - 2))
         else:  # Gemm
-            alpha = float(_attr(node, "alpha", 1.0))
-            wf = w * alpha * (k[None, :] if int(_attr(node, "transB", 0)) == 0 else k[:, None])
+            alpha = float(attr(node, "alpha", 1.0))
+            wf = w * alpha * (k[None, :] if int(attr(node, "transB", 0)) == 0 else k[:, None])
             _set_attr(node, "alpha", 1.0)
         if len(node.input) > 2 and node.input[2]:
             b = idx.array(node.input[2]).astype(np.float64).reshape(-1)
             if node.op_type == "Gemm":
-                b = b * float(_attr(node, "beta", 1.0))
+                b = b * float(attr(node, "beta", 1.0))
             b = np.broadcast_to(b, (cout,))
         else:
             b = np.zeros(cout)
@@ -120,7 +116,8 @@ def fold_batchnorm(model: onnx.ModelProto, skip_layers=()) -> tuple[onnx.ModelPr
         node.input[1], node.input[2] = wname, bname
         node.output[0] = bn.output[0]
         removed.add(id(bn))
-        notes.append(f"BN {bn.name or bn.output[0]} folded into {node.name}")
+        notes.append(Change(BN_FOLDED, f"BN {bn.name or bn.output[0]} folded into {node.name}", bn.name or bn.output[0],
+                            node.name))
     if not removed:
         return out, notes
     keep = [n for n in g.node if id(n) not in removed]

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import onnx
 
+from .base import Change
+
 __all__ = ["name_nodes"]
 
 
-def name_nodes(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
+def name_nodes(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[Change]]:
     """Name unnamed nodes ``{op_type}_{index}`` and suffix duplicates ``_1``, ``_2``..."""
     out = onnx.ModelProto()
     out.CopyFrom(model)
@@ -23,4 +25,4 @@ def name_nodes(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
             renamed += 1
             node.name = name
         seen.add(name)
-    return out, ([f"{renamed} node(s) named or renamed to be unique"] if renamed else [])
+    return out, ([Change("named", f"{renamed} node(s) named or renamed to be unique")] if renamed else [])

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import onnx
 
+from ..ir import subgraphs
+from .base import Change
+
 __all__ = ["remove_noops"]
 
 
@@ -18,7 +21,7 @@ def _is_noop(node: onnx.NodeProto) -> bool:
     return False
 
 
-def remove_noops(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
+def remove_noops(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[Change]]:
     """Bypass Identity and inference-mode Dropout nodes of the main graph.
 
     A no-op whose output is a graph output is kept (renaming graph outputs would change the
@@ -49,15 +52,13 @@ def remove_noops(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
         _rename_in_subgraphs(node, rename)
     del g.node[:]
     g.node.extend(keep)
-    return out, [f"{removed} no-op node(s) removed (Identity/Dropout)"]
+    return out, [Change("noops_removed", f"{removed} no-op node(s) removed (Identity/Dropout)")]
 
 
 def _rename_in_subgraphs(node: onnx.NodeProto, rename: dict[str, str]) -> None:
-    for attr in node.attribute:
-        subs = [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs)
-        for sub in subs:
-            for n in sub.node:
-                for i, name in enumerate(n.input):
-                    if name in rename:
-                        n.input[i] = rename[name]
-                _rename_in_subgraphs(n, rename)
+    for sub in subgraphs(node):
+        for n in sub.node:
+            for i, name in enumerate(n.input):
+                if name in rename:
+                    n.input[i] = rename[name]
+            _rename_in_subgraphs(n, rename)

@@ -6,14 +6,15 @@ import onnx
 from onnx import version_converter
 
 from ..errors import ModelError
-from ..model import model_opset
+from ..ir import model_opset
+from .base import Change
 
 __all__ = ["upgrade_opset", "MIN_OPSET"]
 
 MIN_OPSET = 13
 
 
-def upgrade_opset(model: onnx.ModelProto, target: int = MIN_OPSET) -> tuple[onnx.ModelProto, list[str]]:
+def upgrade_opset(model: onnx.ModelProto, target: int = MIN_OPSET) -> tuple[onnx.ModelProto, list[Change]]:
     """Convert the default domain to ``target`` with onnx's version converter when it is lower."""
     have = model_opset(model)
     if have >= target:
@@ -28,4 +29,4 @@ def upgrade_opset(model: onnx.ModelProto, target: int = MIN_OPSET) -> tuple[onnx
             f"onnx's version converter cannot raise it ({str(e).splitlines()[0] if str(e) else e!r}): "
             f"re-export the model at opset {target} or newer"
         ) from e
-    return out, [f"opset raised from {have} to {target} (onnx version converter)"]
+    return out, [Change("opset_raised", f"opset raised from {have} to {target} (onnx version converter)")]

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import onnx
 
+from ..ir import is_large, without_large_data
+from .base import Change
+
 __all__ = ["infer_shapes"]
 
 
-def infer_shapes(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
+def infer_shapes(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[Change]]:
     """Return a copy of the model with ``value_info`` filled in as far as inference can go.
 
     Failures of inference are not fatal: quantization needs element types (known from the
     runtime anyway) more than shapes, so a model whose shapes cannot be inferred keeps what it had.
     """
-    from ..model import is_large, without_large_data
-
     if is_large(model):  # protobuf cannot serialize it: infer on a copy without the big weights
         light, notes = infer_shapes(without_large_data(model))
         out = onnx.ModelProto()
@@ -30,7 +31,7 @@ def infer_shapes(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
     except Exception as e:
         out = onnx.ModelProto()
         out.CopyFrom(model)
-        notes.append(f"ONNX shape inference failed ({str(e).splitlines()[0] if str(e) else e!r}); shapes left as declared")
+        notes.append(Change("shape_inference", f"ONNX shape inference failed ({str(e).splitlines()[0] if str(e) else e!r}); shapes left as declared"))
     if _has_unknown(out):
         try:
             from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
@@ -38,7 +39,7 @@ def infer_shapes(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
             sym = SymbolicShapeInference.infer_shapes(out, auto_merge=True, guess_output_rank=False)
             if sym is not None:
                 out = sym
-                notes.append("symbolic shape inference (onnxruntime) filled unknown dimensions")
+                notes.append(Change("shape_inference", "symbolic shape inference (onnxruntime) filled unknown dimensions"))
         except Exception:  # symbolic inference is best effort
             pass
     return out, notes

@@ -9,7 +9,8 @@ This package imports ipywidgets, anywidget and matplotlib (``pip install 'amct-n
 a :class:`Session`, which also works without Jupyter.
 """
 
-from .compare import Comparer, Comparison, LayerError
+from amct_nb.analysis import Comparer, Comparison, LayerError
+
 from .layer_table import LayerTable
 from .panels import CalibratePanel, ComparePanel, HistogramPanel, ModelPanel, SettingsPanel
 from .session import Session

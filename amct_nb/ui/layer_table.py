@@ -1,7 +1,7 @@
 """LayerTable: the sortable, filterable per-layer settings table (an anywidget).
 
-The front end (``static/layer_table.js``, ``static/layer_table.css``; sources in the
-repository's top-level ``widgets/``) draws ``rows`` as one HTML table with an inline SVG
+The front end (``layer_table.js``, ``layer_table.css`` in the repository's top-level
+``widgets/``, shipped in the wheel as ``amct_nb/widgets/``) draws ``rows`` as one HTML table with an inline SVG
 histogram per row and sends edits back through ``changes``. This class holds no maths and no
 config: a :class:`~amct_nb.ui.panels.SettingsPanel` turns ``changes`` into QuantConfig edits.
 
@@ -18,9 +18,18 @@ from pathlib import Path
 import anywidget
 import traitlets
 
-__all__ = ["LayerTable", "STATIC", "EDITABLE_FIELDS"]
+__all__ = ["LayerTable", "FRONT_END", "EDITABLE_FIELDS"]
 
-STATIC = Path(__file__).resolve().parent / "static"
+
+def _front_end() -> Path:
+    """The folder of the front-end files: amct_nb/widgets/ in an installed wheel, else the
+    checkout's top-level widgets/ (a source tree or an editable install)."""
+    pkg = Path(__file__).resolve().parents[1]
+    installed = pkg / "widgets"
+    return installed if (installed / "layer_table.js").is_file() else pkg.parent / "widgets"
+
+
+FRONT_END = _front_end()
 #: Row fields the front end may change, with the Python type of their value.
 EDITABLE_FIELDS = {"quant_enable": bool, "act_algo": str, "channel_wise": bool}
 
@@ -28,8 +37,8 @@ EDITABLE_FIELDS = {"quant_enable": bool, "act_algo": str, "channel_wise": bool}
 class LayerTable(anywidget.AnyWidget):
     """A table of layers; see the module docstring for its traits."""
 
-    _esm = STATIC / "layer_table.js"
-    _css = STATIC / "layer_table.css"
+    _esm = FRONT_END / "layer_table.js"
+    _css = FRONT_END / "layer_table.css"
 
     rows = traitlets.List(traitlets.Dict()).tag(sync=True)
     filter = traitlets.Unicode("").tag(sync=True)

@@ -326,14 +326,11 @@ class SettingsPanel(Panel):
         for i, l in enumerate(s.layers):
             lc = s.config.for_layer(l.name, l.op_type)
             e = errs.get(l.name)
-            clipped = None
-            if s.stats is not None and l.quantizable and s._errors_cache:
-                key = (l.activation, s.range_spec(l.name))
-                if key in s._errors_cache:
-                    clipped = round(100 * s._errors_cache[key][lc.act_algo]["clipped"], 4)
+            share = s.clipped_share(l.name)
+            clipped = None if share is None else round(100 * share, 4)
             out.append({
                 "index": i, "name": l.name, "op_type": l.op_type, "weight_shape": "x".join(map(str, l.weight_shape)),
-                "channels": int(tables._channels(l) or 0), "quantizable": l.quantizable, "reason": l.reason or "",
+                "channels": int(l.out_channels or 0), "quantizable": l.quantizable, "reason": str(l.reason or ""),
                 "quant_enable": bool(lc.quant_enable and l.quantizable), "act_algo": lc.act_algo,
                 "channel_wise": bool(lc.channel_wise), "setting": s.planned(l.name),
                 "hist": s.sparkline(l.name) if l.quantizable else [],

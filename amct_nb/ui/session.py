@@ -1,6 +1,7 @@
 """The state every panel shares: model, data, settings, statistics, results (no widgets here).
 
-A :class:`Session` calls the public engine API (``prepare``, ``collect_stats``, ``build``) and
+A :class:`Session` calls the public engine API (``prepare``, ``collect_stats``, ``build``,
+``rebuild``) and
 tells listeners what changed (``"config"``, ``"stats"``, ``"result"``, ``"compare"``), so each
 panel redraws only on the events it shows. It works without Jupyter::
 
@@ -16,19 +17,19 @@ from __future__ import annotations
 import json
 import threading
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import onnx
+from onnx import numpy_helper
 
 import amct_nb as an
 from amct_nb import zoo
+from amct_nb.analysis import Comparer, Comparison
 from amct_nb.config import QuantConfig
 from amct_nb.errors import ConfigError, DataError
-from amct_nb.ranges import RangeSpec, range_errors
-
-from .compare import Comparison, Comparer
+from amct_nb.ptq import range_spec
+from amct_nb.quant import RangeSpec, range_errors
 
 __all__ = ["Session", "EVENTS"]
 
@@ -115,8 +116,6 @@ class Session:
 
     def weight(self, name: str) -> np.ndarray | None:
         """The float weight of a layer (after BatchNorm folding)."""
-        from onnx import numpy_helper
-
         l = self.layer(name)
         for t in self.prepared.model.graph.initializer:
             if t.name == l.weight:
@@ -124,12 +123,8 @@ class Session:
         return None
 
     def channel_axis(self, name: str) -> int | None:
-        from amct_nb.registry import OPS
-
-        l = self.layer(name)
-        node = next(n for n in self.prepared.model.graph.node if n.name == name)
-        w = self.weight(name)
-        return None if w is None else OPS[l.op_type].channel_axis(node, w)
+        """The weight axis of the layer's output channels (from the op registry)."""
+        return self.layer(name).channel_axis
 
     def planned(self, name: str) -> str:
         """The layer's setting in words ("int8 mse per-channel", "float: reason")."""
@@ -213,10 +208,11 @@ class Session:
         t0 = time.perf_counter()
         with self._lock:
             cfg = self.config.copy()
-            res = self._fast_rebuild(cfg)
-            self.last_build_fast = res is not None
-            if res is None:
-                res = an.build(self.prepared, cfg, self.stats)
+            prev = self.result
+            if prev is not None and prev.stats is self.stats:
+                res, self.last_build_fast = an.rebuild(prev, cfg)
+            else:
+                res, self.last_build_fast = an.build(self.prepared, cfg, self.stats), False
             self.result = res
         self.timings["build"] = time.perf_counter() - t0
         self.emit("result")
@@ -240,71 +236,11 @@ class Session:
         t.start()
         return t
 
-    def _fast_rebuild(self, cfg: QuantConfig):
-        """When the only change since the last build is layers turned off, reuse its record.
-
-        ``build`` recomputes every range and weight scale; turning layers off changes none of
-        them when all quantized layers share one setting (the layer whose settings decide a
-        tensor's range may change, its settings do not). The kept layers' record entries and
-        the scales of the tensors that stay quantization points (``plan.quant_points``) go
-        into a record, and ``build(..., record=...)`` makes the same models in a fraction of
-        the time. Anything else returns None (full build).
-        """
-        prev = self.result
-        if prev is None or prev.stats is not self.stats:
-            return None
-        pc = prev.config
-        glob = ("skip_layer_types", "activation_offset", "do_fusion", "skip_fusion_layers", "activation_dtype",
-                "saturation_guard", "quantize_outputs")
-        if any(getattr(pc, k) != getattr(cfg, k) for k in glob):
-            return None
-        settings = []
-        for l in self.quantizable:
-            a, b = pc.for_layer(l.name, l.op_type), cfg.for_layer(l.name, l.op_type)
-            if replace(a, quant_enable=True) != replace(b, quant_enable=True):
-                return None
-            if b.quant_enable and not a.quant_enable:
-                return None  # turned on: its ranges were never computed
-            if b.quant_enable:
-                settings.append(replace(b, quant_enable=True))
-        if any(x != settings[0] for x in settings):
-            return None
-        from amct_nb.plan import quant_points
-        from amct_nb.record import TENSOR_PREFIX, LayerRecord, Record
-
-        on = [l for l in self.quantizable if l.name in prev.record.layers and cfg.for_layer(l.name, l.op_type).quant_enable]
-        if not on:
-            return None
-        scales = {}
-        for key, r in prev.record.layers.items():
-            t = key[len(TENSOR_PREFIX):] if key.startswith(TENSOR_PREFIX) else self.layer(key).activation
-            scales.setdefault(t, r)
-        rec = Record()
-        for l in on:
-            rec.layers[l.name] = prev.record.layers[l.name]
-        inputs = {l.activation for l in on}
-        for t in quant_points(self.prepared.model, on, cfg.quantize_outputs):
-            if t in inputs:
-                continue
-            if t not in scales:
-                return None
-            rec.layers[TENSOR_PREFIX + t] = LayerRecord(scale_d=scales[t].scale_d, offset_d=scales[t].offset_d)
-        res = an.build(self.prepared, cfg, self.stats, record=rec)
-        for name, why in list(res.plan.float_layers.items()):
-            if why == "not in the record":
-                l = self.layer(name)
-                if not cfg.for_layer(name, l.op_type).quant_enable:
-                    res.plan.float_layers[name] = "disabled in the config (quant_enable: false)"
-                elif name in prev.plan.float_layers:
-                    res.plan.float_layers[name] = prev.plan.float_layers[name]
-        return res
-
     # -- per-layer views --------------------------------------------------------------
     def range_spec(self, name: str) -> RangeSpec:
+        """The range settings the config gives the layer's input."""
         l = self.layer(name)
-        lc = self.config.for_layer(name, l.op_type)
-        return RangeSpec(algo=lc.act_algo, bits=lc.act_bits, symmetric=not self.config.asymmetric(lc),
-                         signed=self.config.activation_dtype == "int8", percentile=lc.percentile)
+        return range_spec(self.config, self.config.for_layer(name, l.op_type))
 
     def range_errors(self, name: str) -> dict:
         """Each range algorithm's range, clipped share and expected error on the layer's input."""
@@ -317,16 +253,21 @@ class Session:
             self._errors_cache[key] = range_errors(self.stats[l.activation], spec)
         return self._errors_cache[key]
 
+    def clipped_share(self, name: str) -> float | None:
+        """The share of the layer's input values its chosen range clips, when the range errors were
+        already computed (:meth:`range_errors`, :meth:`warm_range_errors`); None otherwise."""
+        l = self.layer(name)
+        if self.stats is None or not l.quantizable:
+            return None
+        errors = self._errors_cache.get((l.activation, self.range_spec(name)))
+        return None if errors is None else errors[self.config.for_layer(name, l.op_type).act_algo]["clipped"]
+
     def chosen_range(self, name: str) -> tuple[float, float] | None:
         """The grid range ``[(qmin - zp) * s, (qmax - zp) * s]`` the result uses for the layer's input."""
         if self.result is None:
             return None
         tq = self.result.plan.tensors.get(self.layer(name).activation)
-        if tq is None:
-            return None
-        qmin, qmax = (0, 255) if tq.dtype == "uint8" else (-128, 127)
-        s = float(tq.scale)
-        return (qmin - tq.zero_point) * s, (qmax - tq.zero_point) * s
+        return None if tq is None else (tq.lo, tq.hi)
 
     def weight_ranges(self, name: str) -> dict | None:
         """Per output channel: min and max of the float weight, and the int8 grid limit."""

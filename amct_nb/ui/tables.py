@@ -61,13 +61,6 @@ def model_summary_html(session) -> str:
     return _table(("", ""), rows, "amct-model-summary")
 
 
-def _channels(l) -> str:
-    shape = l.weight_shape
-    if not shape:
-        return ""
-    return str(shape[1] if l.op_type in ("MatMul",) and len(shape) > 1 else shape[0])
-
-
 def layers_html(session, limit: int | None = None) -> str:
     """The layer table: op type, weight shape, channels, planned setting (and error if compared)."""
     errs = {}
@@ -78,7 +71,8 @@ def layers_html(session, limit: int | None = None) -> str:
         if limit is not None and i >= limit:
             break
         e = errs.get(l.name)
-        rows.append((i, _e(l.name), _e(l.op_type), _e(list(l.weight_shape)), _channels(l), _e(session.planned(l.name)),
+        rows.append((i, _e(l.name), _e(l.op_type), _e(list(l.weight_shape)), "" if l.out_channels is None else str(l.out_channels),
+                     _e(session.planned(l.name)),
                      f"{e.sqnr_db:.1f}" if e else "", f"{e.cosine:.4f}" if e else ""))
     more = f"<p>... {len(session.layers) - limit} more layers</p>" if limit is not None and len(session.layers) > limit else ""
     return _table(("#", "layer", "op", "weight shape", "channels", "setting", "SQNR dB", "cosine"), rows, "amct-layers") + more

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import html
 
-import ipywidgets as widgets
 
 from .panels import CalibratePanel, ComparePanel, HistogramPanel, ModelPanel, Panel, SettingsPanel, as_session
 

@@ -30,7 +30,6 @@ import io
 import json
 import logging
 import os
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -38,6 +37,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError, ModelError, OutputError
+from ..ir import atomic_write_bytes
+from ..passes import constants_to_initializers, fold_pads
 from . import DATA_DIR, ZooModel
 
 log = logging.getLogger("amct_nb")
@@ -236,65 +237,16 @@ def _export_module(torch, model):
 
 
 def _fix_graph(m):
-    """Constant nodes into initializers, zero Pads into the next Conv's pads, opset and IR version."""
-    from onnx import helper, numpy_helper
+    """Constant nodes into initializers, zero Pads into the next Conv's pads, readable names, opset and IR version."""
+    from onnx import helper
 
-    # 1) Constant nodes (Clip bounds, Pad amounts) into initializers.
-    keep = []
-    for node in m.graph.node:
-        if node.op_type == "Constant" and len(node.attribute) == 1 and node.attribute[0].name == "value":
-            m.graph.initializer.append(numpy_helper.from_array(numpy_helper.to_array(node.attribute[0].t), node.output[0]))
-        else:
-            keep.append(node)
-    del m.graph.node[:]
-    m.graph.node.extend(keep)
-
-    # 2) Pad (zeros, spatial only) -> its single Conv consumer's pads attribute.
-    inits = {t.name: t for t in m.graph.initializer}
-    consumers: dict[str, list] = {}
-    for node in m.graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-    graph_outputs = {o.name for o in m.graph.output}
-    drop = set()
-    for node in m.graph.node:
-        if node.op_type != "Pad":
-            continue
-        mode = next((a.s for a in node.attribute if a.name == "mode"), b"constant")
-        users = consumers.get(node.output[0], [])
-        if (
-            mode != b"constant"
-            or len(node.input) < 2
-            or node.input[1] not in inits
-            or (len(node.input) > 2 and node.input[2] and not _is_zero(inits.get(node.input[2]), numpy_helper))
-            or len(users) != 1
-            or users[0].op_type != "Conv"
-            or node.output[0] in graph_outputs
-        ):
-            continue
-        pads = numpy_helper.to_array(inits[node.input[1]]).tolist()
-        if len(pads) != 8 or pads[0] or pads[1] or pads[4] or pads[5] or min(pads) < 0:
-            continue
-        conv = users[0]
-        attr = next((a for a in conv.attribute if a.name == "pads"), None)
-        old = list(attr.ints) if attr is not None else [0, 0, 0, 0]
-        if attr is not None:
-            conv.attribute.remove(attr)
-        conv.attribute.append(helper.make_attribute("pads", [o + p for o, p in zip(old, pads[2:4] + pads[6:8])]))
-        conv.input[0] = node.input[0]
-        drop.add(id(node))
-    keep = [n for n in m.graph.node if id(n) not in drop]
-    del m.graph.node[:]
-    m.graph.node.extend(keep)
-    used = {name for n in m.graph.node for name in n.input}
-    unused = [t for t in m.graph.initializer if t.name not in used]
-    for t in unused:
-        m.graph.initializer.remove(t)
+    m, _ = constants_to_initializers(m)
+    m, _ = fold_pads(m)
     left = [n.name for n in m.graph.node if n.op_type == "Pad"]
     if left:
         raise ModelError(f"EfficientNet export: {len(left)} Pad node(s) could not be folded into their Conv: use torch==2.13.0 ({INSTALL_HINT})")
 
-    # 3) Readable parameter names: folded conv weights are "onnx::Conv_541" -> "_blocks.0._project_conv.weight".
+    # Readable parameter names: folded conv weights are "onnx::Conv_541" -> "_blocks.0._project_conv.weight".
     taken = {t.name for t in m.graph.initializer}
     renames: dict[str, str] = {}
     for node in m.graph.node:
@@ -319,10 +271,6 @@ def _fix_graph(m):
     m.opset_import.extend([helper.make_opsetid("", OPSET)])
     m.ir_version = min(m.ir_version, MAX_IR_VERSION)
     return m
-
-
-def _is_zero(tensor, numpy_helper) -> bool:
-    return tensor is not None and not np.any(numpy_helper.to_array(tensor))
 
 
 def _check(torch, model, m) -> float:
@@ -401,26 +349,8 @@ def build_efficientnet_lite0(path: str | os.PathLike | None = None) -> Path:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temp file beside ``path``, then rename it over ``path``."""
-    tmp = None
+    """Write ``data`` to ``path`` atomically; a cache folder that cannot be written says how to pick another."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-        tmp = None
-    except OSError as e:
-        raise OutputError(
-            f"cannot write the {NAME} cache file {path} ({e.strerror or e}): free disk space or fix the "
-            "folder's permissions, or set AMCT_NB_CACHE to a writable folder"
-        ) from e
-    finally:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
+        atomic_write_bytes(path, data)
+    except OutputError as e:
+        raise OutputError(f"cannot write the {NAME} cache file: {e}; or set AMCT_NB_CACHE to a writable folder") from e

@@ -1,0 +1,10 @@
+"""Model writers: the deploy (QDQ int8), fake-quant and gated models, all from a QuantPlan."""
+
+from .deploy import build_deploy
+from .fake_quant import build_fake_quant
+from .gated import GATES, Unit, build_gated, units_of
+from .plan import PASS_ACTIVATIONS, LayerQuant, QuantPlan, TensorQuant
+from .stamp import stamp
+
+__all__ = ["build_deploy", "build_fake_quant", "build_gated", "units_of", "Unit", "GATES", "QuantPlan",
+           "TensorQuant", "LayerQuant", "PASS_ACTIVATIONS", "stamp"]

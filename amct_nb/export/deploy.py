@@ -1,0 +1,55 @@
+"""The deploy model: standard QDQ ONNX that ONNX Runtime runs with its int8 kernels.
+
+Each quantized activation tensor t becomes ``QuantizeLinear(t) -> DequantizeLinear`` (uint8 or
+int8), each quantized layer reads ``DequantizeLinear(int8 weight, per-channel scales)`` and
+``DequantizeLinear(int32 bias)``. ONNX Runtime fuses these into QLinearConv / QGemm /
+QLinearMatMul / QLinearAdd int8 kernels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import helper
+
+from ..ir import GraphEdit, fit_ir_version
+from .plan import QuantPlan
+from .stamp import stamp
+
+__all__ = ["build_deploy"]
+
+
+def build_deploy(prepared: onnx.ModelProto, plan: QuantPlan) -> onnx.ModelProto:
+    """QDQ int8 model of ``prepared`` (the BN-folded float model) as ``plan`` says."""
+    ed = GraphEdit(prepared)
+    mapping = {}
+    for name, lq in plan.layers.items():
+        node = ed.node(name)
+        w = lq.weight
+        qn, sn, zn, dn = f"{w}_quantized", f"{w}_scale", f"{w}_zero_point", f"{w}_dequantized"
+        per_channel = lq.axis is not None
+        ed.initializer(qn, lq.w_q.astype(np.int8))
+        ed.initializer(sn, lq.w_scale.astype(np.float32).reshape(-1 if per_channel else ()))
+        ed.initializer(zn, np.zeros(lq.w_scale.size if per_channel else (), np.int8))
+        attrs = {"axis": lq.axis} if per_channel else {}
+        ed.first([helper.make_node("DequantizeLinear", [qn, sn, zn], [dn], name=f"{w}_DequantizeLinear", **attrs)])
+        node.input[lq.weight_index] = dn
+        if lq.b_q is not None:
+            b = lq.bias
+            bq, bs, bz, bd = f"{b}_quantized", f"{b}_scale", f"{b}_zero_point", f"{b}_dequantized"
+            ed.initializer(bq, lq.b_q.astype(np.int32).reshape(-1))
+            ed.initializer(bs, lq.b_scale.astype(np.float32).reshape(-1))
+            ed.initializer(bz, np.zeros(lq.b_q.size, np.int32))
+            ed.first([helper.make_node("DequantizeLinear", [bq, bs, bz], [bd], name=f"{b}_DequantizeLinear", axis=0)])
+            node.input[lq.bias_index] = bd
+    for t, tq in plan.tensors.items():
+        sn, zn, qn, dn = f"{t}_scale", f"{t}_zero_point", f"{t}_QuantizeLinear_Output", f"{t}_DequantizeLinear_Output"
+        ed.initializer(sn, np.array(tq.scale, np.float32))
+        ed.initializer(zn, np.array(tq.zero_point, np.dtype(tq.dtype)))
+        ed.hook(t, [helper.make_node("QuantizeLinear", [t, sn, zn], [qn], name=f"{t}_QuantizeLinear"),
+                    helper.make_node("DequantizeLinear", [qn, sn, zn], [dn], name=f"{t}_DequantizeLinear")])
+        mapping[t] = dn
+    ed.redirect(mapping)
+    m = ed.finish()
+    stamp(m, "deploy")
+    return fit_ir_version(m)

@@ -1,0 +1,90 @@
+"""The gated model: the float model with each quantization behind a gate, for sensitivity searches.
+
+``x + g * (fq(x) - x)``: gate ``g_u`` of unit ``u`` is element ``u`` of one extra graph input, so
+a single ONNX Runtime session measures the model with any subset of units quantized (0: float,
+1: quantized). A unit is a layer's weights (with its input grid when no other layer reads that
+tensor) or one tensor grid that belongs to no single layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from ..ir import GraphEdit
+from .plan import QuantPlan
+
+__all__ = ["Unit", "units_of", "build_gated", "GATES"]
+
+#: Name of the gated model's extra input: float32 [number of units].
+GATES = "amct_nb_gates"
+
+
+@dataclass(frozen=True)
+class Unit:
+    """What one gate switches: a layer's weights (``weight_of``) and/or tensor grids."""
+
+    kind: str  # "layer" | "tensor"
+    name: str
+    tensors: tuple[str, ...]
+    weight_of: str | None = None
+
+
+def units_of(plan: QuantPlan) -> list[Unit]:
+    """One unit per quantized layer (owning its input grid when it alone reads it), then one per
+    remaining tensor grid, in plan order."""
+    readers: dict[str, list[str]] = {}
+    for n, l in plan.layers.items():
+        readers.setdefault(l.activation, []).append(n)
+    units, owned = [], set()
+    for n, l in plan.layers.items():
+        own = (l.activation,) if readers.get(l.activation) == [n] and l.activation in plan.tensors else ()
+        owned.update(own)
+        units.append(Unit("layer", n, own, weight_of=n))
+    units += [Unit("tensor", t, (t,)) for t in plan.tensors if t not in owned]
+    return units
+
+
+def build_gated(model: onnx.ModelProto, plan: QuantPlan, units: list[Unit]) -> onnx.ModelProto:
+    """The float ``model`` with every quantization of ``units`` behind its gate (see the module
+    docstring). Tensors go through QuantizeLinear/DequantizeLinear with their grid; weights add
+    ``g * (dequantized int8 weights - weights)``."""
+    ed = GraphEdit(model)
+    inits = {t.name: t for t in ed.graph.initializer}
+    for i in range(len(units)):
+        ed.initializer(f"{GATES}_i{i}", np.array(i, np.int64))
+    rename: dict[str, str] = {}
+    weight_in: dict[str, tuple[int, str]] = {}  # layer -> (weight input index, gated weight)
+    for i, u in enumerate(units):
+        gu = f"{GATES}_{i}"
+        ed.first([helper.make_node("Gather", [GATES, f"{GATES}_i{i}"], [gu], name=f"{gu}_Gather", axis=0)])
+        for t in u.tensors:
+            tq = plan.tensors[t]
+            p = f"{t}_gfq"
+            ed.initializer(f"{p}_s", np.array(tq.scale, np.float32))
+            ed.initializer(f"{p}_z", np.array(tq.zero_point, np.dtype(tq.dtype)))
+            ed.hook(t, [helper.make_node("QuantizeLinear", [t, f"{p}_s", f"{p}_z"], [f"{p}_q"], name=f"{p}_Q"),
+                        helper.make_node("DequantizeLinear", [f"{p}_q", f"{p}_s", f"{p}_z"], [f"{p}_dq"], name=f"{p}_DQ"),
+                        helper.make_node("Sub", [f"{p}_dq", t], [f"{p}_d"], name=f"{p}_Sub"),
+                        helper.make_node("Mul", [f"{p}_d", gu], [f"{p}_gd"], name=f"{p}_Mul"),
+                        helper.make_node("Add", [t, f"{p}_gd"], [f"{p}_out"], name=f"{p}_Add")])
+            rename[t] = f"{p}_out"
+        if u.weight_of is not None:
+            lq = plan.layers[u.weight_of]
+            w = numpy_helper.to_array(inits[lq.weight]).astype(np.float32)
+            p = f"{lq.name}_gw"
+            ed.initializer(f"{p}_delta", (lq.dequantized_weight() - w).astype(np.float32))
+            ed.first([helper.make_node("Mul", [f"{p}_delta", gu], [f"{p}_gd"], name=f"{p}_Mul"),
+                      helper.make_node("Add", [lq.weight, f"{p}_gd"], [f"{p}_w"], name=f"{p}_Add")])
+            weight_in[lq.name] = (lq.weight_index, f"{p}_w")
+    for n in ed.graph.node:
+        if n.name in weight_in:
+            k, gated_w = weight_in[n.name]
+            n.input[k] = gated_w
+    ed.redirect(rename, skip=lambda n, k: n.name in weight_in and k == weight_in[n.name][0])
+    m = ed.finish(drop_unused=False)  # the chains read the original tensors and weights
+    m.graph.input.append(helper.make_tensor_value_info(GATES, onnx.TensorProto.FLOAT, [len(units)]))
+    return m

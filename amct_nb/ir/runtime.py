@@ -1,0 +1,83 @@
+"""ONNX Runtime sessions over in-memory models (also over 2 GB), and models with extra outputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import helper, numpy_helper
+
+from ..errors import ModelError
+from .model import fit_ir_version, is_large, tensor_elem_types, without_large_data
+
+__all__ = ["make_session", "lean_options", "with_outputs", "float_tensors"]
+
+
+def make_session(model: onnx.ModelProto, *, threads: int | None = None, optimize: bool = True,
+                 options: ort.SessionOptions | None = None) -> ort.InferenceSession:
+    """An ONNX Runtime CPU session for a ModelProto (errors become ModelError)."""
+    so = options or ort.SessionOptions()
+    if threads:
+        so.intra_op_num_threads = threads
+    so.log_severity_level = 3
+    if not optimize:
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    try:
+        if not is_large(model):
+            m = onnx.ModelProto()
+            m.CopyFrom(model)
+            fit_ir_version(m)
+            return ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        # over 2 GB: the graph goes in without its big weights, which ONNX Runtime takes straight
+        # from numpy (no copy of the model on disk, no second serialization)
+        m = without_large_data(model)
+        fit_ir_version(m)
+        big = {t.name for t in m.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL}
+        names, arrays = [], []
+        for t in model.graph.initializer:
+            if t.name in big:
+                names.append(t.name)
+                arrays.append(np.require(numpy_helper.to_array(t), requirements="C"))  # keeps 0-d shapes
+        values = [ort.OrtValue.ortvalue_from_numpy(a) for a in arrays]  # views: the arrays must outlive them
+        so.add_external_initializers(names, values)
+        so.add_session_config_entry("session.disable_prepacking", "1")  # no second copy of the weights
+        sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        sess._amct_nb_weights = (arrays, values)  # the session reads them: keep them alive with it
+        return sess
+    except Exception as e:
+        msg = str(e).strip().splitlines()[-1] if str(e).strip() else repr(e)
+        raise ModelError(
+            f"ONNX Runtime cannot load the model: {msg}. Check that the model runs in onnxruntime "
+            f"{ort.__version__} (python -c \"import onnxruntime as o; o.InferenceSession('model.onnx')\")"
+        ) from e
+
+
+def lean_options() -> ort.SessionOptions:
+    """Session options for short measurement runs: no memory arena kept around afterwards."""
+    so = ort.SessionOptions()
+    so.enable_cpu_mem_arena = False
+    return so
+
+
+def float_tensors(model: onnx.ModelProto) -> list[str]:
+    """Names of the float32 activation tensors of the main graph, in graph order."""
+    types = tensor_elem_types(model)
+    inits = {t.name for t in model.graph.initializer}
+    names = [i.name for i in model.graph.input if i.name not in inits]
+    for n in model.graph.node:
+        names.extend(o for o in n.output if o)
+    f32 = onnx.TensorProto.FLOAT
+    return [n for n in names if types.get(n, f32) == f32 and n not in inits and types.get(n) is not None]
+
+
+def with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
+    """A copy of the model that also outputs ``names`` (float32 tensors)."""
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    have = {o.name for o in m.graph.output}
+    types = tensor_elem_types(m)
+    for n in names:
+        if n not in have:
+            m.graph.output.append(helper.make_tensor_value_info(n, types.get(n, onnx.TensorProto.FLOAT), None))
+            have.add(n)
+    return m

@@ -1,0 +1,206 @@
+"""Post-training calibration, stage by stage: statistics -> record (+ safety net) -> plan -> models.
+
+    result = amct_nb.quantize("model.onnx", calibration_data)
+    result.save("outputs/calibration", prefix="model")
+
+:func:`build` runs named stages, each a function of its own:
+
+1. :func:`calibrate_record`: ranges and weight scales from the statistics (the record), then the
+   safety net's tensor check (tensors whose quantization destroys them stay float; repeated, since
+   leaving a tensor float changes its neighbours' plan) and its output check (the units the
+   outputs cannot afford stay float); or :func:`record_decision` when a record is given;
+2. :func:`plan_from_record` (always from a record, whatever produced it);
+3. :func:`write_models`: the fake-quant and deploy models, checked;
+4. the end-to-end output error on the calibration samples, and the log.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+
+import onnx
+
+from ..analysis import flag_tensors, output_check, output_errors, tensor_errors
+from ..config import QuantConfig
+from ..errors import AmctError
+from ..export import QuantPlan, build_deploy, build_fake_quant
+from ..ir import is_large, make_session
+from ..quant import resolve_guard
+from ..reasons import Code, Reason
+from ..record import Record
+from .observe import DEFAULT_BATCH_BYTES, Observation, collect_stats
+from .plan import plan_from_record
+from .prepare import Prepared, prepare
+from .result import QuantResult, unsupported_ops
+from .scales import record_from_stats
+
+__all__ = ["build", "quantize", "calibrate_record", "record_decision", "write_models", "Decision",
+           "TENSOR_CHECK_ROUNDS"]
+
+log = logging.getLogger("amct_nb")
+
+#: Rounds of the safety net's tensor check (each may leave more tensors float).
+TENSOR_CHECK_ROUNDS = 3
+
+
+@dataclass
+class Decision:
+    """What calibration decided: the record, the plan built from it, and what was measured."""
+
+    record: Record
+    plan: QuantPlan
+    tensor_errors: dict = field(default_factory=dict)
+    output_check: dict = field(default_factory=dict)
+    log: list[str] = field(default_factory=list)
+
+
+def _planned(prepared: Prepared, cfg: QuantConfig, obs: Observation, guard: str, forced: dict[str, Reason],
+             forced_layers: dict[str, Reason] | None = None) -> tuple[Record, QuantPlan]:
+    record, float_layers, float_tensors = record_from_stats(prepared.model, prepared.layers, cfg, obs, guard, forced,
+                                                            forced_layers, cache=prepared.weight_cache)
+    plan = plan_from_record(prepared.model, prepared.layers, cfg, record, guard, float_layers, float_tensors,
+                            cache=prepared.weight_cache)
+    return record, plan
+
+
+def calibrate_record(prepared: Prepared, cfg: QuantConfig, obs: Observation, guard: str) -> Decision:
+    """Ranges and scales from the statistics, with the safety net (tensor check, output check)
+    when ``cfg.safety_net`` is on and calibration samples were kept."""
+    samples = obs.samples if cfg.safety_net else []
+    forced: dict[str, Reason] = {}
+    errors: dict = {}
+    for _ in range(TENSOR_CHECK_ROUNDS):
+        record, plan = _planned(prepared, cfg, obs, guard, forced)
+        if not samples:
+            break
+        errors = tensor_errors(prepared.model, plan, samples, obs)
+        new = {t: r for t, r in flag_tensors(errors, cfg.min_sqnr_db, cfg.min_channel_snr_db).items() if t not in forced}
+        if not new:
+            break
+        forced.update(new)
+    else:  # the last round flagged more tensors: plan once more without them
+        record, plan = _planned(prepared, cfg, obs, guard, forced)
+    d = Decision(record, plan, errors)
+    if samples and cfg.min_output_sqnr_db is not None and plan.layers:
+        _output_stage(prepared, cfg, obs, guard, forced, d)
+    return d
+
+
+def _output_stage(prepared: Prepared, cfg: QuantConfig, obs: Observation, guard: str, forced: dict[str, Reason],
+                  d: Decision) -> None:
+    """The safety net's output check: leave float the units the outputs cannot afford."""
+    chk = output_check(prepared.model, d.plan, obs.samples, cfg.min_output_sqnr_db)
+    if chk is None:
+        d.output_check = {"skipped": "the model is over 2 GB (the check would hold every weight twice)"
+                          if is_large(prepared.model) else "no float outputs or no calibration samples"}
+        d.log.append(f"output check: skipped ({d.output_check['skipped']})")
+        return
+    d.output_check = chk.as_dict()
+    d.log.append(f"output check: {chk.before_db:.1f} dB output SQNR with everything quantized (target "
+                 f"{chk.target_db:g} dB); {len(chk.fallen)} of {len(chk.units)} left float -> {chk.after_db:.1f} dB "
+                 f"({chk.seconds:.1f} s)")
+    if not chk.fallen:
+        return
+    layers: dict[str, Reason] = {}
+    tensors = dict(forced)
+    for u in chk.fallen:
+        why = Reason(Code.OUTPUT_CHECK, f"left float by the output check: with everything quantized the outputs keep "
+                                        f"{chk.before_db:.1f} dB SQNR (< {chk.target_db:g} dB); this {u.kind} alone "
+                                        f"brings them to {chk.harm_db.get(u, float('inf')):.1f} dB")
+        (layers if u.kind == "layer" else tensors)[u.name] = why
+    d.record, d.plan = _planned(prepared, cfg, obs, guard, tensors, layers)
+
+
+def record_decision(prepared: Prepared, cfg: QuantConfig, record: Record, guard: str) -> Decision:
+    """The plan of a given record; layers it leaves out stay float with the reason."""
+    float_layers = {}
+    for l in prepared.layers:
+        if l.name not in record.layers:
+            if l.reason is not None:
+                float_layers[l.name] = l.reason
+            elif not cfg.for_layer(l.name, l.op_type).quant_enable:
+                float_layers[l.name] = Reason(Code.DISABLED, "disabled in the config (quant_enable: false)")
+            else:
+                float_layers[l.name] = Reason(Code.NOT_IN_RECORD, "not in the record")
+    plan = plan_from_record(prepared.model, prepared.layers, cfg, record, guard, float_layers, {},
+                            cache=prepared.weight_cache)
+    return Decision(record, plan)
+
+
+def _require_layers(prepared: Prepared, plan: QuantPlan) -> None:
+    if plan.layers:
+        return
+    why = [f"{k}: {v}" for k, v in list(plan.float_layers.items())[:5]]
+    why += [f"{u['name']} ({u['op_type']}): {u['reason']}" for u in unsupported_ops(prepared.model)[:5]]
+    raise AmctError(
+        "no layer could be quantized, so no int8 model was written: "
+        + ("; ".join(why) or "the model has no Conv/Gemm/MatMul/ConvTranspose with constant weights")
+        + ". Check the config (quant_enable) and the model"
+    )
+
+
+def write_models(prepared: Prepared, plan: QuantPlan) -> tuple[onnx.ModelProto, onnx.ModelProto]:
+    """(fake-quant, deploy) models of the plan; both pass the ONNX checker and the deploy model loads."""
+    fake = build_fake_quant(prepared.model, plan)
+    deploy = build_deploy(prepared.model, plan)
+    for name, m in (("fake-quant", fake), ("deploy", deploy)):
+        try:
+            if not is_large(m):
+                onnx.checker.check_model(m)
+        except onnx.checker.ValidationError as e:  # a bug of ours: never write such a file
+            raise AmctError(f"internal error: the {name} model fails the ONNX checker ({str(e).splitlines()[0]}); "
+                            "please report this with the model") from e
+    make_session(deploy)
+    return fake, deploy
+
+
+def _plan_lines(plan: QuantPlan) -> list[str]:
+    lines = []
+    for n, l in plan.layers.items():
+        tq = plan.tensors[l.activation]
+        lines.append(f"layer {n} ({l.op_type}): scale_d {float(tq.scale):.6g} zp {tq.zero_point}, "
+                     f"{'per-channel' if l.axis is not None else 'per-tensor'} weights, {l.pairs_fixed} pair(s) adjusted")
+    lines += [f"layer {n} left float: {r}" for n, r in plan.float_layers.items()]
+    lines += [f"tensor {n} left float: {r}" for n, r in plan.float_tensors.items()]
+    return lines
+
+
+def build(prepared: Prepared, config: QuantConfig | None = None, stats=None, *, record: Record | None = None) -> QuantResult:
+    """Ranges, record, plan and both models from statistics (an :class:`Observation` from
+    :func:`collect_stats`, or a plain mapping of statistics, which gets no safety net), or from a
+    given ``record``."""
+    cfg = (config or QuantConfig()).copy().validate([l.name for l in prepared.layers])
+    guard, why = resolve_guard(cfg.saturation_guard)
+    obs = Observation.of(stats)
+    lines = [f"amct-nb: model {prepared.name}", *[f"prepare: {n}" for n in prepared.notes],
+             f"saturation guard: {guard} ({why})"]
+    d = calibrate_record(prepared, cfg, obs, guard) if record is None else record_decision(prepared, cfg, record, guard)
+    lines += d.log
+    _require_layers(prepared, d.plan)
+    fake, deploy = write_models(prepared, d.plan)
+    lines += _plan_lines(d.plan)
+    out_err = output_errors(prepared.model, fake, obs.samples) if obs.samples else {}
+    n_samples = sum(next(iter(f.values())).shape[0] for f in obs.samples)
+    for n, e in out_err.items():
+        lines.append(f"output {n}: cosine {e['cosine']:.6f}, SQNR {e['sqnr_db']:.1f} dB vs the float model "
+                     f"({n_samples} calibration samples)")
+    for line in lines:
+        log.info("%s", line)
+    return QuantResult(prepared, cfg, d.record, d.plan, obs, fake, deploy, guard, why, lines, d.tensor_errors, out_err,
+                       d.output_check)
+
+
+def quantize(model, data, config: QuantConfig | None = None, *, progress: bool = True,
+             cancel: threading.Event | None = None, batch_bytes: int = DEFAULT_BATCH_BYTES) -> QuantResult:
+    """Calibrate ``model`` on ``data`` and return the fake-quant and deploy models.
+
+    ``model``: path, bytes or ModelProto. ``data``: an iterable of feeds (array or dict per feed),
+    an array whose first axis is samples, or a path (.npy, .npz, image folder, folder of .npz).
+    """
+    cfg = (config or QuantConfig()).copy()
+    prepared = prepare(model, cfg)
+    cfg.validate([l.name for l in prepared.layers])
+    stats = collect_stats(prepared, data, progress=progress, cancel=cancel, batch_bytes=batch_bytes)
+    return build(prepared, cfg, stats)

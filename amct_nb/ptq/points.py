@@ -1,0 +1,87 @@
+"""What gets quantized: which layers (:func:`select_layers`) and which activation tensors (:func:`quant_points`).
+
+Activation tensors that get QuantizeLinear/DequantizeLinear:
+  * the activation input of every quantized layer;
+  * the output of every quantized layer, moved past a single-consumer Relu/Clip (the runtime
+    removes the activation when the quantized range already clips), so ONNX Runtime can fuse
+    int8 kernels that also write int8 outputs; graph outputs stay float;
+  * the other inputs and the output of an Add/Concat fed by those, so residual additions and
+    concatenations run as int8 (QLinearAdd / QLinearConcat) instead of falling back to float.
+The same list drives the deploy and the fake-quant models, which is why they compute the same
+numbers.
+"""
+
+from __future__ import annotations
+
+import onnx
+
+from ..config import QuantConfig
+from ..export import PASS_ACTIVATIONS
+from ..ir import GraphIndex, is_default_domain
+from ..ops import Layer
+from ..reasons import Code, Reason
+
+__all__ = ["select_layers", "quant_points", "input_channels"]
+
+_INT8_ELEMENTWISE = ("Add", "Concat")
+
+
+def input_channels(layer: Layer) -> int | None:
+    """Input channels per group of a non-depthwise convolution (None for other layers)."""
+    s = layer.weight_shape
+    if layer.op_type == "Conv" and len(s) >= 3 and s[1] > 1:
+        return int(s[1])
+    return None
+
+
+def select_layers(layers: list[Layer], cfg: QuantConfig,
+                  forced: dict[str, Reason] | None = None) -> tuple[list[Layer], dict[str, Reason]]:
+    """(layers to quantize, {layer left float: why}) for a config; ``forced`` layers stay float."""
+    forced = forced or {}
+    on, off = [], {}
+    for l in layers:
+        k = input_channels(l)
+        if not l.quantizable:
+            off[l.name] = l.reason
+        elif cfg.min_input_channels and k is not None and k < cfg.min_input_channels:
+            off[l.name] = Reason(Code.STEM, f"{k} input channels < min_input_channels {cfg.min_input_channels} (an image "
+                                            "stem): int8 is slower than float here and the layer is sensitive (set "
+                                            "min_input_channels: 0 to quantize it)")
+        elif l.name in forced:
+            off[l.name] = forced[l.name]
+        elif not cfg.for_layer(l.name, l.op_type).quant_enable:
+            off[l.name] = Reason(Code.DISABLED, "disabled in the config (quant_enable: false)")
+        else:
+            on.append(l)
+    return on, off
+
+
+def quant_points(model: onnx.ModelProto, layers: list[Layer], quantize_outputs: bool = True) -> list[str]:
+    """Activation tensors to quantize for the given (enabled) layers, in graph order."""
+    idx = GraphIndex(model.graph)
+    outputs = set(idx.graph_outputs)
+    pts: set[str] = set()
+    for l in layers:
+        pts.add(l.activation)
+    if quantize_outputs:
+        for l in layers:
+            t = l.output
+            while True:
+                nxt = idx.single_consumer(t)
+                if nxt is None or nxt.op_type not in PASS_ACTIVATIONS or not is_default_domain(nxt):
+                    break
+                t = nxt.output[0]
+            if t not in outputs:
+                pts.add(t)
+        for node in model.graph.node:
+            if node.op_type not in _INT8_ELEMENTWISE or not is_default_domain(node):
+                continue
+            ins = [i for i in node.input if i and not idx.is_const(i)]
+            if any(i in pts for i in ins) or node.output[0] in pts:
+                pts.update(ins)
+                if node.output[0] not in outputs:
+                    pts.add(node.output[0])
+    order = [i for i in idx.graph_inputs]
+    for n in model.graph.node:
+        order.extend(n.output)
+    return [t for t in order if t in pts]

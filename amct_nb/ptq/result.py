@@ -1,0 +1,203 @@
+"""What a calibration produced (:class:`QuantResult`) and AMCT's files it writes.
+
+:meth:`QuantResult.save` writes every file into a staging folder inside the output folder, then
+renames each into place under a folder lock: a failure (disk full, permission) leaves the previous
+outputs untouched and no partial model behind.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from ..analysis import sqnr_db
+from ..config import QuantConfig
+from ..export import QuantPlan
+from ..ir import (byte_size, check_output_dir, clone, named_subgraphs, os_error, output_lock, save_model_file, set_metadata,
+                  walk_nodes)
+from ..ops import OPS
+from ..passes import fusion_info
+from ..quant import platform_report
+from ..reasons import Code, Reason
+from ..record import Record
+from .points import quant_points
+from .prepare import Prepared
+
+__all__ = ["QuantResult", "unsupported_ops", "modified_model_for", "fusion_info_of", "OUTPUT_FILES"]
+
+log = logging.getLogger("amct_nb")
+
+_RECURRENT = ("LSTM", "GRU", "RNN")
+
+#: The files :meth:`QuantResult.save` writes, relative to the output folder (``{name}``: the prefix).
+OUTPUT_FILES = {
+    "fake_quant": "{name}_fake_quant_model.onnx",
+    "deploy": "{name}_deploy_model.onnx",
+    "quant_json": "{name}_quant.json",
+    "report": "{name}_report.json",
+    "config": "tmp/config.json",
+    "record": "tmp/record.txt",
+    "modified": "tmp/modified_model.onnx",
+    "log": "amct_log/amct_onnx.log",
+}
+
+
+def unsupported_ops(model: onnx.ModelProto) -> list[dict]:
+    """Weighted ops amct-nb leaves float: recurrent layers, and layers inside If/Loop/Scan bodies."""
+    out = []
+    for n in model.graph.node:
+        if n.op_type in _RECURRENT:
+            r = Reason(Code.RECURRENT, "recurrent layers are left float (not supported)")
+            out.append({"name": n.name, "op_type": n.op_type, "reason": r.text, "code": r.code.value})
+        by_attr: dict[str, list] = {}
+        for attr_name, sub in named_subgraphs(n):
+            by_attr.setdefault(attr_name, []).extend(m for m in walk_nodes(sub) if m.op_type in OPS or m.op_type in _RECURRENT)
+        for attr_name, inner in by_attr.items():
+            if inner:
+                kinds = sorted({m.op_type for m in inner})
+                r = Reason(Code.SUBGRAPH, f"its subgraph '{attr_name}' holds {len(inner)} weighted op(s) ({', '.join(kinds)}) "
+                                          "that stay float: layers inside If/Loop/Scan bodies are not quantized")
+                out.append({"name": n.name, "op_type": n.op_type, "reason": r.text, "code": r.code.value})
+    return out
+
+
+def fusion_info_of(prepared: Prepared) -> dict:
+    """AMCT's ``<prefix>_quant.json``: which BatchNorm went into which layer."""
+    return {"fusion_info": fusion_info(prepared.changes)}
+
+
+def modified_model_for(p: Prepared, cfg: QuantConfig, config_file, record_file) -> onnx.ModelProto:
+    """AMCT's tmp/modified_model.onnx: the prepared (BN-folded) float model, with the tensors to
+    observe, the config/record paths and the fusion info in its metadata, so
+    :class:`amct_nb.amct.InferenceSession` can calibrate it and :func:`amct_nb.amct.save_model`
+    can finish the job."""
+    m = clone(p.model)
+    can = [l for l in p.layers if l.quantizable]
+    set_metadata(m, {
+        "amct_nb.kind": "modified",
+        "amct_nb.observe": json.dumps(quant_points(m, can, True)),
+        "amct_nb.config_file": str(Path(config_file).resolve()),
+        "amct_nb.record_file": str(Path(record_file).resolve()),
+        "amct_nb.batch_num": str(cfg.batch_num),
+        "amct_nb.notes": json.dumps(p.notes),
+        "amct_nb.fusion": json.dumps(fusion_info(p.changes)),
+        "amct_nb.source": p.source or "",
+    })
+    return m
+
+
+def _reasons(d: dict[str, Reason]) -> list[dict]:
+    return [{"name": n, "reason": str(r), "code": r.code.value} for n, r in d.items()]
+
+
+@dataclass
+class QuantResult:
+    """Everything one calibration produced; :meth:`save` writes AMCT's files."""
+
+    prepared: Prepared
+    config: QuantConfig
+    record: Record
+    plan: QuantPlan
+    stats: object  # the Observation (statistics and samples) the result was built from
+    fake_quant_model: onnx.ModelProto
+    deploy_model: onnx.ModelProto
+    guard: str
+    guard_reason: str
+    log_lines: list[str] = field(default_factory=list)
+    tensor_errors: dict = field(default_factory=dict)
+    output_errors: dict = field(default_factory=dict)
+    #: what the safety net's output check measured and left float (see amct_nb.analysis.output_check)
+    output_check: dict = field(default_factory=dict)
+
+    @property
+    def quantized_layers(self) -> list[str]:
+        return list(self.plan.layers)
+
+    @property
+    def float_layers(self) -> dict[str, Reason]:
+        """Layers left float, with why (``str(reason)`` is the text)."""
+        return dict(self.plan.float_layers)
+
+    def report(self) -> dict:
+        """What was quantized, what stayed float and why, and sizes."""
+        orig = self.prepared.original_bytes or byte_size(self.prepared.original)
+        dep = byte_size(self.deploy_model)
+        inits = {t.name: t for t in self.prepared.model.graph.initializer}
+
+        def wsqnr(lq):
+            w = onnx.numpy_helper.to_array(inits[lq.weight]).astype(np.float32)
+            return round(sqnr_db(w, lq.dequantized_weight()), 2)
+
+        def terr(t):
+            e = self.tensor_errors.get(t)
+            return None if e is None else round(e["sqnr_db"], 2)
+
+        return {
+            "model": self.prepared.name,
+            "quantized_layers": [
+                {"name": n, "op_type": l.op_type, "channel_wise": l.axis is not None, "weight_bits": l.weight_bits,
+                 "pairs_adjusted": l.pairs_fixed, "weight_sqnr_db": wsqnr(l), "input_sqnr_db": terr(l.activation)}
+                for n, l in self.plan.layers.items()
+            ],
+            "unsupported": unsupported_ops(self.prepared.model),
+            "output_error": self.output_errors,
+            "output_check": self.output_check,
+            "float_layers": _reasons(self.plan.float_layers),
+            "quantized_tensors": len(self.plan.tensors),
+            "float_tensors": _reasons(self.plan.float_tensors),
+            "saturation_guard": {"mode": self.guard, "reason": self.guard_reason, "pairs_adjusted": self.plan.pairs_fixed,
+                                 **platform_report()},
+            "prepare": list(self.prepared.notes),
+            "size_bytes": {"original": orig, "deploy": dep, "ratio": round(dep / max(orig, 1), 4)},
+        }
+
+    def paths(self, outdir, prefix: str | None = None) -> dict[str, Path]:
+        out = Path(outdir)
+        name = prefix or self.prepared.name
+        return {k: out / f.format(name=name) for k, f in OUTPUT_FILES.items()}
+
+    def save(self, outdir, prefix: str | None = None) -> dict[str, Path]:
+        """Write the AMCT-named outputs into ``outdir`` (atomically, under a folder lock); returns the paths."""
+        check_output_dir(outdir, self.prepared.source)
+        paths = self.paths(outdir, prefix)
+        files = {
+            "fake_quant": self.fake_quant_model,
+            "deploy": self.deploy_model,
+            "modified": modified_model_for(self.prepared, self.config, paths["config"], paths["record"]),
+            "config": self.config.to_json(self.prepared.layers),
+            "record": self.record.to_text(),
+            "quant_json": json.dumps(fusion_info_of(self.prepared), indent=2) + "\n",
+            "report": json.dumps(self.report(), indent=2) + "\n",
+            "log": "\n".join(self.log_lines) + "\n",
+        }
+        with output_lock(outdir) as out:
+            stage = Path(tempfile.mkdtemp(prefix=".amct-nb-staging-", dir=out))
+            try:
+                staged = {}
+                for key, content in files.items():
+                    target = stage / paths[key].relative_to(out)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    if isinstance(content, onnx.ModelProto):
+                        save_model_file(content, target)
+                    else:
+                        target.write_text(content)
+                    staged[key] = target
+                for key, src in staged.items():
+                    paths[key].parent.mkdir(parents=True, exist_ok=True)
+                    for extra in src.parent.glob(src.name + ".data"):
+                        os.replace(extra, paths[key].parent / extra.name)
+                    os.replace(src, paths[key])
+            except OSError as e:
+                raise os_error(out, e) from e
+            finally:
+                shutil.rmtree(stage, ignore_errors=True)
+        log.info("saved %s", ", ".join(str(p) for p in paths.values()))
+        return paths

@@ -1,0 +1,51 @@
+"""One layer's weight through its config's weight scheme, with the int32 bias constraint and a cache.
+
+The scheme (``wts_algo``, see :mod:`amct_nb.quant.weights`) gets the float weight, the layer's
+channel axis and reduction layout (from the op registry), the guard, and the smallest scales that
+keep the int32 bias ``round(b / (scale_x * scale_w))`` in range. Results are memoized in the
+prepared model's ``weight_cache`` (they are never modified in place), so a rebuild after a small
+change re-quantizes only what changed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..config import LayerConfig
+from ..ir import GraphIndex
+from ..ops import OPS, Layer
+from ..quant import QuantizedWeight, WeightTask, bias_min_scale, get_scheme
+
+__all__ = ["layer_weight", "CACHE_ENTRIES"]
+
+#: Most weight quantizations kept per cache.
+CACHE_ENTRIES = 512
+
+
+def layer_weight(idx: GraphIndex, layer: Layer, lc: LayerConfig, guard: str, *, scale_x: float | None = None,
+                 scale_w=None, cache: dict | None = None) -> QuantizedWeight:
+    """``layer``'s weight quantized as ``lc`` says: with ``scale_x`` (its input's scale) the bias
+    constraint applies; with ``scale_w`` (from a record) the scales are given and only rounded."""
+    key = (layer.name, layer.weight, layer.bias, lc.wts_algo, lc.wts_bits, lc.channel_wise, guard,
+           None if scale_x is None else float(scale_x),
+           None if scale_w is None else np.asarray(scale_w, np.float32).tobytes())
+    if cache is not None and key in cache:
+        return cache[key]
+    spec = OPS[layer.op_type]
+    node = idx.node(layer.name)
+    w = idx.array(layer.weight).astype(np.float32)
+    axis = spec.channel_axis(node, w) if lc.channel_wise else None
+    min_scale = None
+    if scale_x is not None and layer.bias is not None:
+        b = idx.array(layer.bias).reshape(-1)
+        n_out = spec.out_channels(node, w)
+        b = np.broadcast_to(b, (n_out,)) if b.size == 1 else b
+        min_scale = bias_min_scale(b, scale_x, axis is not None)
+    task = WeightTask(w, axis, lc.wts_bits, guard, lambda a: spec.kernel_rows(node, a), min_scale=min_scale,
+                      scale=scale_w, where=layer.name)
+    res = get_scheme(lc.wts_algo, f"layer {layer.name}").quantize(task)
+    if cache is not None:
+        if len(cache) >= CACHE_ENTRIES:
+            cache.pop(next(iter(cache)))
+        cache[key] = res
+    return res
