@@ -49,7 +49,7 @@ class LayerConfig:
     channel_wise: bool = True
     wts_algo: str = DEFAULT_SCHEME
 
-    def validate(self, where: str) -> "LayerConfig":
+    def validate(self, where: str) -> LayerConfig:
         algo = _ALIASES.get(self.act_algo, self.act_algo)
         if algo not in ACT_ALGOS:
             raise ConfigError(f"{where}: act_algo '{self.act_algo}' is unknown: use one of {', '.join(ACT_ALGOS)}")
@@ -114,7 +114,7 @@ class QuantConfig:
     def asymmetric(self, lc: LayerConfig) -> bool:
         return self.activation_offset if lc.asymmetric is None else bool(lc.asymmetric)
 
-    def set(self, names, **changes) -> "QuantConfig":
+    def set(self, names, **changes) -> QuantConfig:
         """Change settings of the named layers (a name or a list); returns self."""
         if isinstance(names, str):
             names = [names]
@@ -122,10 +122,10 @@ class QuantConfig:
             self.layers[n] = replace(self.layers.get(n, self.default), **changes).validate(f"layer {n}")
         return self
 
-    def copy(self) -> "QuantConfig":
+    def copy(self) -> QuantConfig:
         return copy.deepcopy(self)
 
-    def validate(self, layer_names=None) -> "QuantConfig":
+    def validate(self, layer_names=None) -> QuantConfig:
         self.default = self.default.validate("default")
         for n, lc in list(self.layers.items()):
             self.layers[n] = lc.validate(f"layer {n}")
@@ -195,7 +195,7 @@ class QuantConfig:
         return json.dumps(self.to_amct_dict(layers), indent=4, sort_keys=False) + "\n"
 
     @classmethod
-    def from_amct_dict(cls, d: dict, where: str = "config") -> "QuantConfig":
+    def from_amct_dict(cls, d: dict, where: str = "config") -> QuantConfig:
         if not isinstance(d, dict):
             raise ConfigError(f"{where}: expected a JSON object at the top level")
         cfg = cls()
@@ -248,7 +248,7 @@ class QuantConfig:
         return cfg.validate()
 
     @classmethod
-    def load(cls, path) -> "QuantConfig":
+    def load(cls, path) -> QuantConfig:
         p = Path(path)
         if not p.exists():
             raise ConfigError(f"config file not found: {p}: check the path or create one with create_quant_config")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import Enum
 
 __all__ = ["Code", "Reason"]
@@ -29,15 +28,28 @@ class Code(str, Enum):
     SUBGRAPH = "subgraph"  # inside an If/Loop/Scan body
 
 
-@dataclass(frozen=True)
-class Reason:
-    """A structured reason: ``code`` for programs, ``text`` for people (``str(reason)``)."""
+class Reason(str):
+    """A structured reason: ``code`` (a :class:`Code`) for programs, the text for people.
+
+    A Reason is the string of its text (so ``str(r)``, ``"x" in r`` and json output read as before),
+    carrying its code; programs compare ``r.code``, never the text."""
 
     code: Code
-    text: str
 
-    def __str__(self) -> str:
-        return self.text
+    def __new__(cls, code: Code | str, text: str) -> "Reason":
+        obj = super().__new__(cls, text)
+        obj.code = Code(code)
+        return obj
+
+    def __reduce__(self):
+        return (Reason, (self.code, str(self)))
+
+    def __repr__(self) -> str:
+        return f"Reason({self.code.value}: {str(self)!r})"
+
+    @property
+    def text(self) -> str:
+        return str(self)
 
     def as_dict(self) -> dict:
-        return {"code": self.code.value, "text": self.text}
+        return {"code": self.code.value, "text": str(self)}

@@ -79,14 +79,14 @@ class Record:
         return "\n".join(lines) + "\n"
 
     @classmethod
-    def from_text(cls, text: str, where: str = "record") -> "Record":
+    def from_text(cls, text: str, where: str = "record") -> Record:
         try:
             return cls._parse(text, where)
         except IndexError:
             raise ConfigError(f"{where}: the file ends inside a record: it is truncated; re-run the calibration") from None
 
     @classmethod
-    def _parse(cls, text: str, where: str) -> "Record":
+    def _parse(cls, text: str, where: str) -> Record:
         rec = cls()
         tokens = re.findall(r'"(?:[^"\\]|\\.)*"|[{}:]|[^\s{}:"]+', re.sub(r"#[^\n]*", "", text))
         i = 0
@@ -146,7 +146,7 @@ class Record:
         return rec
 
     @classmethod
-    def load(cls, path) -> "Record":
+    def load(cls, path) -> Record:
         p = Path(path)
         if not p.exists():
             raise ConfigError(f"record file not found: {p}: run the calibration first")

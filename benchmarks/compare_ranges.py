@@ -25,7 +25,7 @@ ALGOS = ("mse", "entropy", "percentile", "minmax")
 
 
 def predict(model, x, batch=50):
-    from amct_nb.observe import make_session
+    from amct_nb.ir import make_session
 
     s = make_session(model)
     name = s.get_inputs()[0].name
@@ -73,7 +73,8 @@ def main():
             print(rows[-1], flush=True)
     lines = ["# Range algorithms compared (deploy models, held-out data)", "",
              "Produced by `python benchmarks/compare_ranges.py`.", "",
-             "| model | algorithm | top-1 agreement with fp32 | top-1 | fp32 top-1 | quantize wall (s) |", "|---|---|---|---|---|---|"]
+             "| model | algorithm | top-1 agreement with fp32 | top-1 | fp32 top-1 | quantize wall (s) |",
+             "|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r[0]} | {r[1]} | {r[2]:.4f} | {r[3]:.4f} | {r[4]:.4f} | {r[5]:.1f} |")
     means = {a: np.mean([r[2] for r in rows if r[1] == a]) for a in ALGOS}

@@ -19,7 +19,7 @@ import imagenet_dev  # noqa: E402
 
 
 def predict(model, x):
-    from amct_nb.observe import make_session
+    from amct_nb.ir import make_session
 
     s = make_session(model)
     return np.concatenate([s.run(None, {"input": x[i:i + 50]})[0] for i in range(0, len(x), 50)])
@@ -34,7 +34,8 @@ def main():
     fp = predict(onnx.load(str(imagenet_dev.MODEL)), ev).argmax(1)
     prep = an.prepare(str(imagenet_dev.MODEL))
     stats = an.collect_stats(prep, cal, progress=False)
-    print("| target dB | int8 layers | output SQNR dB before the check (gated) | logits SQNR dB (fake-quant) | top-1 agreement |")
+    print("| target dB | int8 layers | output SQNR dB before the check (gated) | logits SQNR dB (fake-quant) "
+          "| top-1 agreement |")
     print("|---|---|---|---|---|")
     for t in targets:
         res = an.build(prep, an.QuantConfig(min_output_sqnr_db=None if t == "off" else float(t)), stats)

@@ -13,7 +13,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 import onnx
 
 HERE = Path(__file__).resolve().parent
@@ -39,7 +38,8 @@ def main():
             print(rows[-1], flush=True)
     lines = ["# Cost of the saturation guard (fake-quant models, held-out data)", "",
              "Produced by `python benchmarks/guard_cost.py`.", "",
-             "| model | guard | top-1 agreement with fp32 | top-1 | weight values changed by the guard |", "|---|---|---|---|---|"]
+             "| model | guard | top-1 agreement with fp32 | top-1 | weight values changed by the guard |",
+             "|---|---|---|---|---|"]
     lines += [f"| {r[0]} | {r[1]} | {r[2]:.4f} | {r[3]:.4f} | {r[4]} |" for r in rows]
     text = "\n".join(lines) + "\n"
     print(text)

@@ -66,7 +66,8 @@ def _sha(path: Path) -> str:
 def unpack(rev: str, into: Path) -> Path:
     """The package of ``rev`` (git archive of amct_nb/) under ``into``."""
     into.mkdir(parents=True, exist_ok=True)
-    archive = subprocess.run(["git", "-C", str(REPO), "archive", rev, "amct_nb"], check=True, capture_output=True).stdout
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", rev, "amct_nb"],
+                             check=True, capture_output=True).stdout
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
     return into
 
@@ -75,9 +76,9 @@ def inputs(tmp: Path) -> dict[str, tuple[str, Path]]:
     """(model path, calibration .npy) per model, decoded once with this checkout's data code."""
     sys.path.insert(0, str(HERE))
     sys.path.insert(0, str(REPO))
+    import imagenet_dev
     import numpy as np
 
-    import imagenet_dev
     from amct_nb import zoo
 
     out = {}
@@ -104,8 +105,10 @@ def run(tree: Path, model: str, data: Path, out: Path) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--base", required=True, help="git revision to compare against (e.g. the commit before a change)")
-    ap.add_argument("--new", default=str(REPO), help="folder holding the amct_nb package to test (default: this checkout)")
+    ap.add_argument("--base", required=True,
+                    help="git revision to compare against (e.g. the commit before a change)")
+    ap.add_argument("--new", default=str(REPO),
+                    help="folder holding the amct_nb package to test (default: this checkout)")
     ap.add_argument("--rounds", type=int, default=5, help="interleaved EfficientNet-Lite0 rounds for time and memory")
     ap.add_argument("--out", help="write the result table (markdown) here")
     a = ap.parse_args(argv)
@@ -114,7 +117,8 @@ def main(argv=None) -> int:
         trees = {"base": unpack(a.base, tmp / "base"), "new": Path(a.new).resolve()}
         data = inputs(tmp)
         same = True
-        lines = [f"# Same outputs before and after: base {a.base} vs {a.new if a.new != str(REPO) else 'this checkout'}", "",
+        new_name = a.new if a.new != str(REPO) else "this checkout"
+        lines = [f"# Same outputs before and after: base {a.base} vs {new_name}", "",
                  "| model | file | base sha256 | new sha256 | identical |", "|---|---|---|---|---|"]
         timing = {"base": [], "new": []}
         for m in MODELS:
@@ -127,7 +131,8 @@ def main(argv=None) -> int:
             for k in FILES:
                 ok = shas["base"][k] == shas["new"][k]
                 same &= ok
-                lines.append(f"| {m} | {k} | {shas['base'][k][:16]} | {shas['new'][k][:16]} | {'yes' if ok else 'NO'} |")
+                lines.append(f"| {m} | {k} | {shas['base'][k][:16]} | {shas['new'][k][:16]} | "
+                             f"{'yes' if ok else 'NO'} |")
                 print(f"{m:20s} {k:10s} {'identical' if ok else 'DIFFERENT'}", flush=True)
         m = "efficientnet-lite0"
         for r in range(1, a.rounds):  # the first round ran above
@@ -135,11 +140,13 @@ def main(argv=None) -> int:
             for side in order:
                 timing[side].append(run(trees[side], data[m][0], data[m][1], tmp / f"t-{side}-{r}"))
         med = {s: {k: statistics.median(x[k] for x in v) for k in ("wall", "rss_gb")} for s, v in timing.items()}
-        lines += ["", f"EfficientNet-Lite0, calibration (quantize + save, 100 images) over {a.rounds} interleaved rounds, "
-                  "one process each, medians:", "",
+        base, new = med["base"], med["new"]
+        lines += ["", f"EfficientNet-Lite0, calibration (quantize + save, 100 images) over {a.rounds} interleaved "
+                  "rounds, one process each, medians:", "",
                   "| | base | new | new / base |", "|---|---|---|---|",
-                  f"| wall time (s) | {med['base']['wall']:.2f} | {med['new']['wall']:.2f} | {med['new']['wall'] / med['base']['wall']:.3f} |",
-                  f"| peak RSS (GB) | {med['base']['rss_gb']:.3f} | {med['new']['rss_gb']:.3f} | {med['new']['rss_gb'] / med['base']['rss_gb']:.3f} |",
+                  f"| wall time (s) | {base['wall']:.2f} | {new['wall']:.2f} | {new['wall'] / base['wall']:.3f} |",
+                  f"| peak RSS (GB) | {base['rss_gb']:.3f} | {new['rss_gb']:.3f} "
+                  f"| {new['rss_gb'] / base['rss_gb']:.3f} |",
                   "", f"all walls (s): base {[round(x['wall'], 2) for x in timing['base']]}, "
                   f"new {[round(x['wall'], 2) for x in timing['new']]}",
                   "", f"Reproduce: `python benchmarks/identical_outputs.py --base {a.base} --rounds {a.rounds}`"]

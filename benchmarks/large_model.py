@@ -45,7 +45,8 @@ def build(path: Path, d: int = D, layers: int = LAYERS) -> None:
     g = helper.make_graph(nodes, "big", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", d])],
                           [helper.make_tensor_value_info(f"h{layers - 1}", TensorProto.FLOAT, ["N", d])], inits)
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
-    onnx.save_model(m, str(path), save_as_external_data=True, all_tensors_to_one_file=True, location=path.name + ".data")
+    onnx.save_model(m, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location=path.name + ".data")
 
 
 def vm_hwm_gb() -> float:
@@ -60,8 +61,9 @@ def main():
     ap.add_argument("--guard", default="always")
     ap.add_argument("--keep", help="build the model in this folder and keep it")
     args = ap.parse_args()
-    import amct_nb as an
     import onnxruntime as ort
+
+    import amct_nb as an
 
     with tempfile.TemporaryDirectory(dir=args.keep) as d:
         d = Path(d)
@@ -88,17 +90,20 @@ def main():
         y_ref = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"]).run(None, ev)[0]
         sqnr = 10 * np.log10((y_ref.astype(np.float64) ** 2).sum() / ((y - y_ref).astype(np.float64) ** 2).sum())
         files = {p.name: p.stat().st_size for p in (d / "out").iterdir() if p.is_file()}
-    row = {"model_bytes": size, "build_s": round(t_build, 1), "quantize_s": round(t_quant, 1), "save_s": round(t_save, 1),
-           "peak_rss_gb": round(vm_hwm_gb(), 2), "layers": len(rep["quantized_layers"]), "guard": args.guard,
+    row = {"model_bytes": size, "build_s": round(t_build, 1), "quantize_s": round(t_quant, 1),
+           "save_s": round(t_save, 1), "peak_rss_gb": round(vm_hwm_gb(), 2), "layers": len(rep["quantized_layers"]),
+           "guard": args.guard,
            "output_sqnr_db_calibration": round(rep["output_error"][f"h{LAYERS - 1}"]["sqnr_db"], 1),
            "deploy_sqnr_db_new_data": round(float(sqnr), 1), "files": files, "output_check": rep["output_check"]}
     print(json.dumps(row, indent=1))
     lines = ["# A model over 2 GB", "",
-             "Produced by `python benchmarks/large_model.py` (9 MatMul layers, 8192 x 8192 float32 weights, external data; "
-             "16 calibration samples; default settings).", "",
-             "| model | quantize s | save s | peak RSS GB | int8 layers | output SQNR dB (calibration / new data) | deploy file | fake-quant files |",
+             "Produced by `python benchmarks/large_model.py` (9 MatMul layers, 8192 x 8192 float32 weights, "
+             "external data; 16 calibration samples; default settings).", "",
+             "| model | quantize s | save s | peak RSS GB | int8 layers | output SQNR dB (calibration / new data) "
+             "| deploy file | fake-quant files |",
              "|---|---|---|---|---|---|---|---|",
-             f"| {size / 1e9:.2f} GB | {row['quantize_s']} | {row['save_s']} | {row['peak_rss_gb']} | {row['layers']} | "
+             f"| {size / 1e9:.2f} GB | {row['quantize_s']} | {row['save_s']} | {row['peak_rss_gb']} "
+             f"| {row['layers']} | "
              f"{row['output_sqnr_db_calibration']} / {row['deploy_sqnr_db_new_data']} | "
              f"{files.get('big_deploy_model.onnx', 0) / 1e9:.2f} GB, one file | "
              f"{files.get('big_fake_quant_model.onnx.data', 0) / 1e9:.2f} GB in big_fake_quant_model.onnx.data |", "",

@@ -45,7 +45,13 @@ def worker(tool: str, algo: str, out: str) -> None:
     t1 = time.perf_counter()
     info = {}
     if tool == "ort":
-        from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+        from onnxruntime.quantization import (
+            CalibrationDataReader,
+            CalibrationMethod,
+            QuantFormat,
+            QuantType,
+            quantize_static,
+        )
 
         class Reader(CalibrationDataReader):
             def __init__(self):
@@ -66,7 +72,7 @@ def worker(tool: str, algo: str, out: str) -> None:
         cfg = an.QuantConfig()
         cfg.default.act_algo = algo
         res = an.quantize(str(imagenet_dev.MODEL), x, cfg, progress=False)
-        paths = res.save(os.path.dirname(out), prefix=os.path.basename(out))
+        res.save(os.path.dirname(out), prefix=os.path.basename(out))
         info = {"guard": res.guard, "pairs_adjusted": res.plan.pairs_fixed}
     wall = time.perf_counter() - t1
     rss = peak_rss_gb()
@@ -121,7 +127,7 @@ def main():
     if args.worker:
         worker(*args.worker)
         return
-    from amct_nb.probe import platform_report
+    from amct_nb.quant import platform_report
 
     x_eval, y_eval = imagenet_dev.load(N_CAL, 500)
     fp = predict(imagenet_dev.MODEL, x_eval)
@@ -129,7 +135,8 @@ def main():
     fp_top1 = float((ref == y_eval).mean())
     runs = [("amct-nb", "mse"), ("ort", "MinMax")]
     if not args.quick:
-        runs = [("amct-nb", a) for a in ("mse", "entropy", "percentile", "minmax")] + [("ort", a) for a in ("MinMax", "Entropy", "Percentile")]
+        runs = ([("amct-nb", a) for a in ("mse", "entropy", "percentile", "minmax")]
+                + [("ort", a) for a in ("MinMax", "Entropy", "Percentile")])
     rows, deploy_paths = [], {}
     with tempfile.TemporaryDirectory() as d:
         for tool, algo in runs:
@@ -161,12 +168,13 @@ def main():
         f"onnxruntime {plat['onnxruntime']}; int8 kernels saturate on this CPU: {plat['int8_saturates']}. "
         f"Calibration: first {N_CAL} dev images; evaluation: the other {len(y_eval)}. fp32 top-1: {fp_top1:.4f}.",
         "",
-        "| tool | range algo | top-1 agreement with fp32 | top-1 | drop (pt) | simulated agreement | simulated vs deploy top-1 agreement | calibration wall (s) | peak RSS (GB) |",
+        "| tool | range algo | top-1 agreement with fp32 | top-1 | drop (pt) | simulated agreement "
+        "| simulated vs deploy top-1 agreement | calibration wall (s) | peak RSS (GB) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        lines.append(f"| {r['tool']} | {r['algo']} | {r['agree']:.4f} | {r['top1']:.4f} | {r['drop_pt']:+.2f} | {r['fake_agree']:.4f} | "
-                     f"{r['fake_vs_deploy']:.4f} | {r['wall']:.1f} | {r['rss_gb']:.2f} |")
+        lines.append(f"| {r['tool']} | {r['algo']} | {r['agree']:.4f} | {r['top1']:.4f} | {r['drop_pt']:+.2f} "
+                     f"| {r['fake_agree']:.4f} | {r['fake_vs_deploy']:.4f} | {r['wall']:.1f} | {r['rss_gb']:.2f} |")
     lines += [
         "",
         "Simulated: amct-nb's fake-quant model; for ORT, its QDQ model run with graph optimizations off.",

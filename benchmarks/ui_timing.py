@@ -80,7 +80,10 @@ def main(argv=None) -> dict:
     s.warm_range_errors(background=False)
     out["range errors of every layer, ahead (s)"] = time.perf_counter() - t
     warm, warm_cpu = switch_times(list(reversed(picks)))
-    ms = lambda v: round(1000 * v, 1)
+
+    def ms(v):
+        return round(1000 * v, 1)
+
     out["histogram switch cold, median / max (ms)"] = (ms(statistics.median(cold)), ms(max(cold)))
     out["histogram switch warm, median / max (ms)"] = (ms(statistics.median(warm)), ms(max(warm)))
     out["  same, CPU time of the switching thread, cold / warm median (ms)"] = (
@@ -103,7 +106,8 @@ def main(argv=None) -> dict:
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"EfficientNet-Lite0, {a.calib} calibration images, {a.eval} evaluation images "
-          f"({s.error_samples} of them for the per-layer errors); {os.cpu_count()} CPUs, load average {load:.1f} at the end\n")
+          f"({s.error_samples} of them for the per-layer errors); {os.cpu_count()} CPUs, "
+          f"load average {load:.1f} at the end\n")
     print("| measure | value |\n|---|---|")
     for k, v in out.items():
         if isinstance(v, float):

@@ -41,7 +41,8 @@ def conv_bn_relu(seed=0, c_in=4, c=32, opset=OPSET, depthwise=True, classes=10):
     ]
     inits = [
         w("w1", r.normal(0, 0.3, (c, c_in, 3, 3))), w("b1", r.normal(0, 0.1, c)),
-        w("g1", r.uniform(0.5, 1.5, c)), w("be1", r.normal(0, 0.2, c)), w("m1", r.normal(0, 0.2, c)), w("v1", r.uniform(0.5, 2, c)),
+        w("g1", r.uniform(0.5, 1.5, c)), w("be1", r.normal(0, 0.2, c)), w("m1", r.normal(0, 0.2, c)),
+        w("v1", r.uniform(0.5, 2, c)),
     ]
     if depthwise:
         nodes += [
@@ -73,7 +74,8 @@ def convtranspose_model(seed=1):
     nodes = [
         helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], name="down", strides=[2, 2], pads=[1, 1, 1, 1]),
         helper.make_node("Relu", ["c1"], ["r1"], name="relu"),
-        helper.make_node("ConvTranspose", ["r1", "wt", "bt"], ["y"], name="up", strides=[2, 2], pads=[1, 1, 1, 1], output_padding=[1, 1]),
+        helper.make_node("ConvTranspose", ["r1", "wt", "bt"], ["y"], name="up", strides=[2, 2], pads=[1, 1, 1, 1],
+                         output_padding=[1, 1]),
     ]
     inits = [w("w1", r.normal(0, 0.3, (8, 4, 3, 3))), w("b1", r.normal(0, 0.1, 8)),
              w("wt", r.normal(0, 0.3, (8, 4, 3, 3))), w("bt", r.normal(0, 0.1, 4))]
@@ -91,7 +93,8 @@ def mlp_matmul(seed=2, d_in=32, hidden=64, d_out=10):
         helper.make_node("Gemm", ["h2", "w3", "b3"], ["y"], name="gemm", transB=0),
     ]
     inits = [w("w1", r.normal(0, 0.2, (d_in, hidden))), w("b1", r.normal(0, 0.1, hidden)),
-             w("w2", r.normal(0, 0.2, (hidden, hidden))), w("w3", r.normal(0, 0.2, (hidden, d_out))), w("b3", r.normal(0, 0.1, d_out))]
+             w("w2", r.normal(0, 0.2, (hidden, hidden))), w("w3", r.normal(0, 0.2, (hidden, d_out))),
+             w("b3", r.normal(0, 0.1, d_out))]
     return _model(nodes, [f32("x", ["N", d_in])], [f32("y", ["N", d_out])], inits)
 
 

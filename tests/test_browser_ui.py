@@ -12,7 +12,6 @@ Needs: ``apt-get install chromium`` and ``pip install jupyterlab ipywidgets anyw
 import json
 import os
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
@@ -42,8 +41,8 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     try:
-        import playwright.sync_api  # noqa: F401
         import jupyterlab  # noqa: F401
+        import playwright.sync_api  # noqa: F401
     except ImportError as e:
         _need(False, f"the Python package {e.name} (pip install jupyterlab ipywidgets anywidget playwright)")
     _need(Path(CHROMIUM).exists(), f"{CHROMIUM} (apt-get install -y chromium)")
@@ -60,7 +59,8 @@ def lab(tmp_path_factory):
     log = open(root / "lab.log", "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "jupyter", "lab", "--allow-root", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", f"--LabApp.workspaces_dir={root / '.ws'}"],
+         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
+         f"--LabApp.workspaces_dir={root / '.ws'}"],
         cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.time() + 90
@@ -68,9 +68,9 @@ def lab(tmp_path_factory):
             try:
                 urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status?token={token}", timeout=2)
                 break
-            except OSError:
+            except OSError as e:
                 if proc.poll() is not None or time.time() > deadline:
-                    raise RuntimeError("JupyterLab did not start: " + (root / "lab.log").read_text()[-2000:])
+                    raise RuntimeError("JupyterLab did not start: " + (root / "lab.log").read_text()[-2000:]) from e
                 time.sleep(0.5)
         yield {"port": port, "token": token, "root": root}
     finally:
@@ -84,9 +84,11 @@ def lab(tmp_path_factory):
 
 def _big_table_notebook() -> dict:
     src = ("from amct_nb.ui import LayerTable\n"
-           "rows = [{'index': i, 'name': f'/block{i // 5}/conv{i % 5}/Conv', 'op_type': 'Conv', 'weight_shape': '64x64x3x3',\n"
+           "rows = [{'index': i, 'name': f'/block{i // 5}/conv{i % 5}/Conv', 'op_type': 'Conv', "
+           "'weight_shape': '64x64x3x3',\n"
            "         'channels': 64, 'quantizable': True, 'reason': '', 'quant_enable': True, 'act_algo': 'mse',\n"
-           "         'channel_wise': True, 'setting': 'int8 mse per-channel', 'hist': [((i * 7 + j * 3) % 24) / 23 for j in range(24)],\n"
+           "         'channel_wise': True, 'setting': 'int8 mse per-channel', "
+           "'hist': [((i * 7 + j * 3) % 24) / 23 for j in range(24)],\n"
            "         'clipped': 0.01 * i, 'sqnr': 40 - i * 0.05, 'cosine': 0.999} for i in range(500)]\n"
            "t = LayerTable(rows=rows)\nt")
     return {"cells": [{"cell_type": "code", "metadata": {}, "source": src, "outputs": [], "execution_count": None}],
@@ -104,7 +106,8 @@ def browser(lab):
             "--no-first-run", "--disable-sync"])
         ctx = b.new_context(viewport={"width": 1500, "height": 1000})
         # netron's consent screen reads this cookie; cookies are per host, so it reaches every port
-        ctx.add_cookies([{"name": "consent", "value": str(int(time.time() * 1000)), "domain": "127.0.0.1", "path": "/"}])
+        ctx.add_cookies([{"name": "consent", "value": str(int(time.time() * 1000)), "domain": "127.0.0.1",
+                          "path": "/"}])
         blocked = []
 
         def route(r):
@@ -190,7 +193,8 @@ def test_quickstart_renders_every_panel(lab, browser):
     shot.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(shot))
     assert shot.stat().st_size > 10_000
-    assert all(u.split("/")[2].split(":")[0] != "127.0.0.1" for u in blocked if "://" in u)  # only outside hosts blocked
+    # only outside hosts blocked
+    assert all(u.split("/")[2].split(":")[0] != "127.0.0.1" for u in blocked if "://" in u)
     page.close()
 
 

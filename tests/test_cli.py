@@ -2,11 +2,11 @@ import json
 import subprocess
 import sys
 
+import models
 import numpy as np
 import onnx
 import pytest
 
-import models
 from amct_nb.cli import main
 
 

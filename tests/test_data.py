@@ -192,7 +192,8 @@ def _write_csv(path: Path, header, rows):
 def test_image_folder_labels_csv(tmp_path):
     for k, name in enumerate(["a.png", "b.png", "c.png"]):
         _save(tmp_path / name, _rgb(6, 6, k))
-    _write_csv(tmp_path / "labels.csv", ["file", "synset", "class_index"], [["b.png", "x", 7], ["a.png", "y", 3], ["c.png", "z", 5]])
+    _write_csv(tmp_path / "labels.csv", ["file", "synset", "class_index"],
+               [["b.png", "x", 7], ["a.png", "y", 3], ["c.png", "z", 5]])
     ds = ImageFolder(tmp_path, Preprocess())
     assert ds.labels_mode == "csv"
     assert [p.name for p in ds.files] == ["a.png", "b.png", "c.png"]
@@ -209,7 +210,8 @@ def test_image_folder_labels_csv(tmp_path):
 def test_image_folder_csv_errors(tmp_path):
     _save(tmp_path / "a.png", _rgb(6, 6))
     _write_csv(tmp_path / "labels.csv", ["file", "class_index"], [["a.png", 1], ["x.jpg", 2]])
-    with pytest.raises(DataError, match=r"labels.csv line 3 names 'x.jpg' which is not in .*fix the file or remove the line"):
+    with pytest.raises(DataError,
+                       match=r"labels.csv line 3 names 'x.jpg' which is not in .*fix the file or remove the line"):
         ImageFolder(tmp_path, Preprocess())
     _write_csv(tmp_path / "labels.csv", ["name", "klass"], [["a.png", 1]])
     with pytest.raises(DataError, match="needs a 'file' column"):
@@ -274,7 +276,8 @@ def test_image_folder_errors(tmp_path):
 def idx_pair(tmp_path):
     images = np.arange(5 * 4 * 3, dtype=np.uint8).reshape(5, 4, 3)
     labels = np.array([3, 1, 4, 1, 5], dtype=np.uint8)
-    return images, labels, _idx(tmp_path / "t10k-images-idx3-ubyte", images), _idx(tmp_path / "t10k-labels-idx1-ubyte", labels)
+    return (images, labels, _idx(tmp_path / "t10k-images-idx3-ubyte", images),
+            _idx(tmp_path / "t10k-labels-idx1-ubyte", labels))
 
 
 def test_idx_raw_and_gz(idx_pair, tmp_path):
@@ -524,7 +527,8 @@ def test_imagenet_dev_first_three_with_efficientnet_lite():
         im = im.convert("RGB")
         w, h = im.size
         if min(w, h) != 256:
-            im = im.resize((round(w * 256 / min(w, h)) if w > h else 256, 256 if w > h else round(h * 256 / w)), Image.Resampling.BILINEAR)
+            im = im.resize((round(w * 256 / min(w, h)) if w > h else 256, 256 if w > h else round(h * 256 / w)),
+                           Image.Resampling.BILINEAR)
         px = np.asarray(im, dtype=np.float64)
     top, left = round((px.shape[0] - 224) / 2), round((px.shape[1] - 224) / 2)
     want = (px[top : top + 224, left : left + 224] - 127) / 128

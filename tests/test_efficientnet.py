@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import amct_nb as an
-from amct_nb.observe import make_session
+from amct_nb.ir import make_session
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 

@@ -1,7 +1,7 @@
 """Models over 2 GB with external data (issue: real-world ONNX): protobuf cannot hold them as one
 message, so loading, checking, shape inference, sessions and saving all take other paths.
 
-The paths switch at ``amct_nb.model.LARGE_MODEL_BYTES`` (2 GB); these tests lower it to 4 MB so a
+The paths switch at ``amct_nb.ir.model.LARGE_MODEL_BYTES`` (2 GB); these tests lower it to 4 MB so a
 9 MB model takes every large-model path in seconds. The same flow on a real 2.4 GB model is
 ``python benchmarks/large_model.py`` (benchmarks/LARGE.md: time and peak memory), kept out of the
 test run because it peaks near the CI machine's 24 GB of memory."""
@@ -16,6 +16,7 @@ import onnxruntime as ort
 import pytest
 
 import amct_nb as an
+from amct_nb.ir import make_session
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
@@ -41,9 +42,9 @@ def _digest(p):
 
 
 def test_model_over_the_protobuf_limit_with_external_data(big_model, tmp_path, monkeypatch):
-    import amct_nb.model
+    import amct_nb.ir.model
 
-    monkeypatch.setattr(amct_nb.model, "LARGE_MODEL_BYTES", LIMIT)
+    monkeypatch.setattr(amct_nb.ir.model, "LARGE_MODEL_BYTES", LIMIT)
     data = big_model.with_name("big.onnx.data")
     assert data.stat().st_size > LIMIT
     before = {p: (_digest(p), p.stat().st_mtime_ns) for p in (big_model, data)}
@@ -63,7 +64,7 @@ def test_model_over_the_protobuf_limit_with_external_data(big_model, tmp_path, m
     dep, fake = paths["deploy"], paths["fake_quant"]
     assert not dep.with_name(dep.name + ".data").exists()  # int8 fits one file
     assert fake.with_name(fake.name + ".data").stat().st_size > LIMIT  # float: weights beside it
-    from amct_nb.io import _FILE_MODE
+    from amct_nb.ir.files import _FILE_MODE
 
     for p in (dep, fake, fake.with_name(fake.name + ".data")):
         assert p.stat().st_mode & 0o777 == _FILE_MODE  # not mkstemp's 0600
@@ -71,6 +72,6 @@ def test_model_over_the_protobuf_limit_with_external_data(big_model, tmp_path, m
     onnx.checker.check_model(str(fake))  # by path: the checker reads external data itself
     ev = {"x": r.standard_normal((2, D), dtype=np.float32)}
     y_dep = ort.InferenceSession(str(dep), providers=["CPUExecutionProvider"]).run(None, ev)[0]
-    y_ref = an.observe.make_session(res.prepared.model).run(None, ev)[0]
+    y_ref = make_session(res.prepared.model).run(None, ev)[0]
     err = 10 * np.log10((y_ref.astype(np.float64) ** 2).sum() / ((y_dep - y_ref).astype(np.float64) ** 2).sum())
     assert err > 25

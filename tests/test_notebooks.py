@@ -17,8 +17,10 @@ def test_notebooks_run_with_nbval(tmp_path):
         try:
             __import__(mod)
         except ImportError:
-            (pytest.fail if os.environ.get("AMCT_NB_REQUIRE_UI") == "1" else pytest.skip)(f"needs {mod} (pip install nbval ipykernel)")
-    env = {**os.environ, "AMCT_NB_QUICK": "1", "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+            give_up = pytest.fail if os.environ.get("AMCT_NB_REQUIRE_UI") == "1" else pytest.skip
+            give_up(f"needs {mod} (pip install nbval ipykernel)")
+    env = {**os.environ, "AMCT_NB_QUICK": "1",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     r = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax", "--nbval-current-env",
          str(ROOT / "notebooks"), "-o", f"cache_dir={tmp_path}", "--rootdir", str(ROOT / "notebooks")],

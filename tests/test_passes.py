@@ -1,11 +1,17 @@
+import models
 import numpy as np
 import onnx
-import pytest
 
-import models
-from amct_nb.observe import make_session
-from amct_nb.passes import constants_to_initializers, fold_batchnorm, infer_shapes, name_nodes, remove_noops, upgrade_opset
-from amct_nb.model import model_opset
+from amct_nb.ir import make_session, model_opset
+from amct_nb.passes import (
+    BN_FOLDED,
+    constants_to_initializers,
+    fold_batchnorm,
+    infer_shapes,
+    name_nodes,
+    remove_noops,
+    upgrade_opset,
+)
 
 
 def run(m, x):
@@ -14,12 +20,13 @@ def run(m, x):
 
 def test_fold_bn_structure_and_numbers():
     m = models.conv_bn_relu()
-    before = onnx.ModelProto(); before.CopyFrom(m)
+    before = onnx.ModelProto()
+    before.CopyFrom(m)
     out, notes = fold_batchnorm(m)
     assert m == before  # input untouched
     ops = [n.op_type for n in out.graph.node]
     assert "BatchNormalization" not in ops and ops.count("Conv") == 3
-    assert sum("folded into" in n for n in notes) == 2
+    assert [(c.kind, c.target) for c in notes] == [(BN_FOLDED, "conv1"), (BN_FOLDED, "dwconv")]
     x = models.images(4, (4, 16, 16))
     np.testing.assert_allclose(run(out, x), run(m, x), rtol=1e-4, atol=1e-4)
 
@@ -34,9 +41,12 @@ def test_fold_bn_convtranspose_and_gemm():
         helper.make_node("Gemm", ["f", "wg"], ["gm"], name="gemm", transB=1, alpha=0.5),
         helper.make_node("BatchNormalization", ["gm", "g2", "b2", "m2", "v2"], ["y"], name="bn2"),
     ]
-    inits = [models.w("wt", r.normal(0, .3, (4, 3, 2, 2))), models.w("g", r.uniform(.5, 1.5, 6)), models.w("b", r.normal(0, .2, 6)),
-             models.w("m", r.normal(0, .2, 6)), models.w("v", r.uniform(.5, 2, 6)), models.w("wg", r.normal(0, .3, (5, 6 * 5 * 5))),
-             models.w("g2", r.uniform(.5, 1.5, 5)), models.w("b2", r.normal(0, .2, 5)), models.w("m2", r.normal(0, .2, 5)), models.w("v2", r.uniform(.5, 2, 5))]
+    inits = [models.w("wt", r.normal(0, .3, (4, 3, 2, 2))),
+             models.w("g", r.uniform(.5, 1.5, 6)), models.w("b", r.normal(0, .2, 6)),
+             models.w("m", r.normal(0, .2, 6)), models.w("v", r.uniform(.5, 2, 6)),
+             models.w("wg", r.normal(0, .3, (5, 6 * 5 * 5))),
+             models.w("g2", r.uniform(.5, 1.5, 5)), models.w("b2", r.normal(0, .2, 5)),
+             models.w("m2", r.normal(0, .2, 5)), models.w("v2", r.uniform(.5, 2, 5))]
     m = models._model(nodes, [models.f32("x", [2, 4, 4, 4])], [models.f32("y", [2, 5])], inits)
     out, notes = fold_batchnorm(m)
     assert [n.op_type for n in out.graph.node] == ["ConvTranspose", "Flatten", "Gemm"]
@@ -49,7 +59,7 @@ def test_fold_bn_refuses_shared_output():
     # make conv1's output also a graph output: BN must not be folded
     m.graph.output.append(models.f32("c1", None))
     out, notes = fold_batchnorm(m)
-    assert any("not folded into conv1" in n for n in notes)
+    assert any(c.kind == "bn_not_folded" and c.target == "conv1" and "other consumers" in c.text for c in notes)
     assert sum(n.op_type == "BatchNormalization" for n in out.graph.node) == 1
 
 

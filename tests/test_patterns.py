@@ -2,14 +2,14 @@
 
 import json
 
+import models
 import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import amct_nb as an
-import models
-from amct_nb.observe import make_session
+from amct_nb.ir import make_session
 
 
 def run(m, feed):
@@ -26,12 +26,13 @@ def test_inf_mask_tensor_stays_float_with_reason():
         helper.make_node("Softmax", ["cat"], ["p"], name="softmax", axis=-1),
         helper.make_node("MatMul", ["p", "w2"], ["y"], name="out"),
     ]
-    m = models._model(nodes, [models.f32("x", ["N", 16]), helper.make_tensor_value_info("keep", TensorProto.BOOL, ["N", 32])],
+    m = models._model(nodes,
+                      [models.f32("x", ["N", 16]), helper.make_tensor_value_info("keep", TensorProto.BOOL, ["N", 32])],
                       [models.f32("y", ["N", 8])],
                       [models.w("w1", r.normal(0, .3, (16, 32))), models.w("w2", r.normal(0, .3, (64, 8))),
                        models.w("neg_inf", -np.inf)])
     feeds = []
-    for i in range(16):
+    for _i in range(16):
         keep = np.ones((4, 32), bool)
         keep[:, 20:] = False
         feeds.append({"x": r.normal(size=(4, 16)).astype(np.float32), "keep": keep})
@@ -105,7 +106,8 @@ def test_if_subgraph_is_reported_not_silently_skipped():
         helper.make_node("MatMul", ["x", "w0"], ["h"], name="outer_mm"),
         helper.make_node("If", ["cond"], ["y"], name="branch", then_branch=then_g, else_branch=else_g),
     ]
-    g = helper.make_graph(nodes, "g", [models.f32("x", ["N", 8]), helper.make_tensor_value_info("cond", TensorProto.BOOL, [])],
+    g = helper.make_graph(nodes, "g",
+                          [models.f32("x", ["N", 8]), helper.make_tensor_value_info("cond", TensorProto.BOOL, [])],
                           [models.f32("y", ["N", 4])], [models.w("w0", r.normal(size=(8, 4)))])
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     feeds = [{"x": r.normal(size=(2, 8)).astype(np.float32), "cond": np.array(i % 2 == 0)} for i in range(8)]
@@ -113,7 +115,8 @@ def test_if_subgraph_is_reported_not_silently_skipped():
     assert "outer_mm" in res.quantized_layers
     rep = res.report()
     sub = [u for u in rep["unsupported"] if u["name"] == "branch"]
-    assert sub and "inner" not in sub[0]["reason"] and "MatMul" in sub[0]["reason"] and "not quantized" in sub[0]["reason"]
+    assert sub and "inner" not in sub[0]["reason"]
+    assert "MatMul" in sub[0]["reason"] and "not quantized" in sub[0]["reason"]
     onnx.checker.check_model(res.deploy_model)
     for f in feeds[:2]:
         assert np.allclose(run(res.deploy_model, f)[0], run(m, f)[0], atol=0.1)
@@ -236,7 +239,8 @@ def test_attention_block_matmul_between_activations_softmax_layernorm():
     m = models._model(nodes, [models.f32("x", ["N", "T", D])], [models.f32("y", ["N", "T", D])],
                       [models.w("wq", r.normal(0, D ** -.5, (D, D))), models.w("wk", r.normal(0, D ** -.5, (D, D))),
                        models.w("wv", r.normal(0, D ** -.5, (D, D))), models.w("wo", r.normal(0, D ** -.5, (D, D))),
-                       models.w("scale", D ** -.5), models.w("ln_g", r.uniform(.5, 1.5, D)), models.w("ln_b", r.normal(0, .1, D))])
+                       models.w("scale", D ** -.5), models.w("ln_g", r.uniform(.5, 1.5, D)),
+                       models.w("ln_b", r.normal(0, .1, D))])
     feeds = [{"x": r.normal(size=(2, T, D)).astype(np.float32)} for _ in range(8)]
     res = an.quantize(m, feeds, progress=False)
     assert sorted(res.quantized_layers) == ["k_proj", "o_proj", "q_proj", "v_proj"]
@@ -267,10 +271,12 @@ def test_old_opset_gets_per_channel_weights_and_a_valid_model(opset):
         helper.make_node("Flatten", ["p"], ["f"], name="flat"),
         helper.make_node("Gemm", ["f", "wf", "bf"], ["y"], name="fc", transB=1),
     ]
-    inits = [models.w("w1", r.normal(0, .4, (c, 3, 3, 3))), models.w("g", r.uniform(.5, 1.5, c)), models.w("b", r.normal(0, .3, c)),
+    inits = [models.w("w1", r.normal(0, .4, (c, 3, 3, 3))),
+             models.w("g", r.uniform(.5, 1.5, c)), models.w("b", r.normal(0, .3, c)),
              models.w("mu", r.normal(0, .2, c)), models.w("var", r.uniform(.5, 2, c)),
              models.w("w2", r.normal(0, .2, (c, c, 1, 1)) * r.uniform(.05, 2, (c, 1, 1, 1))),  # channel scales differ
-             models.w("b2", r.normal(0, .1, c)), models.w("wf", r.normal(0, .3, (5, c))), models.w("bf", r.normal(0, .1, 5))]
+             models.w("b2", r.normal(0, .1, c)),
+             models.w("wf", r.normal(0, .3, (5, c))), models.w("bf", r.normal(0, .1, 5))]
     if opset >= 11:
         inits += [models.w("zero", 0.0), models.w("six", 6.0)]
     g = helper.make_graph(nodes, "old", [models.f32("x", ["N", 3, 12, 12])], [models.f32("y", ["N", 5])], inits)
@@ -302,7 +308,8 @@ def _cancelling_model():
              helper.make_node("MatMul", ["x", "w3"], ["c"], name="mm_c"),
              helper.make_node("Add", ["d", "c"], ["y"], name="add")]
     m = models._model(nodes, [models.f32("x", ["N", 16])], [models.f32("y", ["N", 32])],
-                      [models.w("w1", w1), models.w("w2", w1 + r.normal(0, .003, w1.shape)), models.w("w3", r.normal(0, .01, (16, 32)))])
+                      [models.w("w1", w1), models.w("w2", w1 + r.normal(0, .003, w1.shape)),
+                       models.w("w3", r.normal(0, .01, (16, 32)))])
     return m, [{"x": r.normal(size=(4, 16)).astype(np.float32)} for _ in range(8)]
 
 
@@ -322,7 +329,8 @@ def test_output_check_leaves_the_harmful_layers_float():
         assert "output check" in res.plan.float_layers[n]
     chk = res.report()["output_check"]
     assert chk["before_sqnr_db"] < 15 and chk["after_sqnr_db"] >= target + 1
-    assert abs(chk["before_sqnr_db"] - res_off.output_errors["y"]["sqnr_db"]) < 0.5  # the gated model predicts the real one
+    # the gated model predicts the real one
+    assert abs(chk["before_sqnr_db"] - res_off.output_errors["y"]["sqnr_db"]) < 0.5
     assert res.output_errors["y"]["sqnr_db"] >= target
     assert {u["name"] for u in chk["left_float"]} == set(res.plan.float_layers)
     strict = an.quantize(m, feeds, an.QuantConfig(min_output_sqnr_db=30.0), progress=False)

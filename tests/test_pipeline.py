@@ -3,13 +3,13 @@
 import json
 import os
 
+import models
 import numpy as np
 import onnx
 import pytest
 
 import amct_nb as an
-import models
-from amct_nb.observe import make_session
+from amct_nb.ir import make_session
 
 
 def run(m, x, optimize=True):
@@ -43,7 +43,6 @@ def test_quantize_every_op_type(case):
     m = build()
     cal, ev = data(shape, 64, 0), data(shape, 32, 1)
     res = an.quantize(m, cal, progress=False)
-    ops = {l.op_type for l in res.prepared.layers}
     assert set(res.quantized_layers) == {l.name for l in res.prepared.layers if l.quantizable}
     assert res.quantized_layers, "nothing quantized"
     dep, fq = res.deploy_model, res.fake_quant_model
@@ -76,7 +75,7 @@ def test_bn_folded_and_depthwise_quantized():
 def test_weight_error_bounds_and_bias_int32():
     res = an.quantize(models.mlp_matmul(), data((32,), 64, 0), progress=False)
     idx = {t.name: t for t in res.prepared.model.graph.initializer}
-    for name, lq in res.plan.layers.items():
+    for _name, lq in res.plan.layers.items():
         w = onnx.numpy_helper.to_array(idx[lq.weight])
         shape = [1] * w.ndim
         shape[lq.axis] = -1
@@ -128,7 +127,8 @@ def test_skip_layer_and_config_roundtrip(tmp_path):
     assert back.layers["fc"].quant_enable is False
     assert back.layers["conv1"].act_algo == "percentile" and back.layers["conv1"].percentile == 99.9
     res2 = an.quantize(m, cal, back, progress=False)
-    assert res2.deploy_model.SerializeToString(deterministic=True) == res.deploy_model.SerializeToString(deterministic=True)
+    assert (res2.deploy_model.SerializeToString(deterministic=True)
+            == res.deploy_model.SerializeToString(deterministic=True))
 
 
 def test_record_roundtrip_and_build_from_record():
@@ -137,7 +137,8 @@ def test_record_roundtrip_and_build_from_record():
     rec = an.Record.from_text(res.record.to_text())
     assert rec.to_text() == res.record.to_text()
     again = an.build(res.prepared, res.config, {}, record=rec)
-    assert again.deploy_model.SerializeToString(deterministic=True) == res.deploy_model.SerializeToString(deterministic=True)
+    assert (again.deploy_model.SerializeToString(deterministic=True)
+            == res.deploy_model.SerializeToString(deterministic=True))
 
 
 def test_per_tensor_and_symmetric_options():
@@ -194,7 +195,8 @@ activation_offset: true
 skip_layers: "fc"
 common_config : {
     arq_quantize : { channel_wise : true }
-    ifmr_quantize : { search_range_start : 0.7 search_range_end : 1.3 search_step : 0.01 max_percentile : 0.999999 min_percentile : 0.999999 asymmetric : true }
+    ifmr_quantize : { search_range_start : 0.7 search_range_end : 1.3 search_step : 0.01
+                      max_percentile : 0.999999 min_percentile : 0.999999 asymmetric : true }
 }
 override_layer_types : { layer_type : "Gemm" calibration_config : { arq_quantize : { channel_wise : false } } }
 """)

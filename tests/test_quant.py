@@ -1,8 +1,17 @@
 import numpy as np
 import pytest
 
-from amct_nb.quant import (PAIR_LIMIT, bias_min_scale, compute_qparams, fake_quantize, pair_guard, pair_safe_quantize,
-                           qrange, quantize_bias, quantize_weight)
+from amct_nb.quant import (
+    PAIR_LIMIT,
+    bias_min_scale,
+    compute_qparams,
+    fake_quantize,
+    pair_guard,
+    pair_safe_quantize,
+    qrange,
+    quantize_bias,
+    quantize_weight,
+)
 
 
 def test_qrange():

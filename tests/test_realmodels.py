@@ -15,11 +15,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.realmodels import catalog  # noqa: E402
-
 import amct_nb as an  # noqa: E402
-from amct_nb.model import is_large  # noqa: E402
-from amct_nb.observe import make_session  # noqa: E402
+from amct_nb.ir import is_large, make_session  # noqa: E402
+from benchmarks.realmodels import catalog  # noqa: E402
 
 NAMES = [m.name for m in catalog.MODELS]
 # task checks that hold with the default settings on 8 calibration feeds (the safety net's output

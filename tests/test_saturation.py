@@ -11,14 +11,14 @@ import subprocess
 import sys
 import textwrap
 
+import models
 import numpy as np
 import onnx
 import pytest
 
 import amct_nb as an
-import models
+from amct_nb.ops import OPS
 from amct_nb.quant import PAIR_LIMIT
-from amct_nb.registry import OPS
 
 QEMU = shutil.which("qemu-x86_64")
 
@@ -72,7 +72,7 @@ def test_deploy_equals_fake_quant_on_cpu_without_vnni(tmp_path):
         onnx.save(res.fake_quant_model, tmp_path / f"{guard}_fake.onnx")
     script = textwrap.dedent(f"""
         import json, numpy as np, onnxruntime as ort
-        from amct_nb.probe import platform_report
+        from amct_nb.quant import platform_report
         x = np.load(r"{tmp_path}/ev.npy")
         out = {{"platform": platform_report()}}
         for g in ("always", "off"):

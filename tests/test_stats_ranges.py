@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from amct_nb.quant import compute_qparams, fake_quantize
-from amct_nb.ranges import ALGORITHMS, RangeSpec, compute_range, expected_mse, range_errors
-from amct_nb.stats import Histogram, TensorStats
+from amct_nb.quant.ranges import ALGORITHMS, RangeSpec, compute_range, expected_mse, range_errors
+from amct_nb.quant.stats import TensorStats
 
 
 def test_stats_exact_minmax_counts_and_nonfinite():
@@ -37,7 +37,9 @@ def test_merge_equals_single_pass():
     for p in parts:
         one.update(p)
     a, b = TensorStats("t", max_samples=1 << 20), TensorStats("t", max_samples=1 << 20)
-    a.update(parts[0]); b.update(parts[1]); b.update(parts[2])
+    a.update(parts[0])
+    b.update(parts[1])
+    b.update(parts[2])
     a.merge(b)
     assert (a.min, a.max, a.count) == (one.min, one.max, one.count)
     ha, ho = a.histogram(), one.histogram()

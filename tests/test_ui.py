@@ -17,10 +17,18 @@ pytest.importorskip("matplotlib")
 
 import amct_nb as an  # noqa: E402
 from amct_nb import zoo  # noqa: E402
-from amct_nb.ui import (CalibratePanel, ComparePanel, HistogramPanel, LayerTable, ModelPanel, Session,  # noqa: E402
-                        SettingsPanel, Workbench)
-from amct_nb.ui import netron_view  # noqa: E402
-from amct_nb.ui.compare import SQNR_CAP_DB, Comparer  # noqa: E402
+from amct_nb.analysis.compare import SQNR_CAP_DB, Comparer  # noqa: E402
+from amct_nb.ui import (  # noqa: E402
+    CalibratePanel,
+    ComparePanel,
+    HistogramPanel,
+    LayerTable,
+    ModelPanel,
+    Session,
+    SettingsPanel,
+    Workbench,
+    netron_view,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,18 +47,19 @@ def names_by(wb, pred):
 
 # -- package boundaries --------------------------------------------------------------------
 def test_engine_imports_no_jupyter():
-    code = ("import sys, amct_nb, amct_nb.calibrate, amct_nb.zoo; "
-            "bad = [m for m in ('ipywidgets', 'matplotlib', 'anywidget', 'IPython', 'amct_nb.ui') if m in sys.modules]; "
+    code = ("import sys, amct_nb, amct_nb.amct, amct_nb.data, amct_nb.analysis, amct_nb.ptq, amct_nb.zoo; "
+            "bad = [m for m in ('ipywidgets', 'matplotlib', 'anywidget', 'IPython', 'torch', 'amct_nb.ui') "
+            "if m in sys.modules]; "
             "print(bad); sys.exit(1 if bad else 0)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stdout + r.stderr
 
 
-def test_front_end_sources_match_the_shipped_copies():
-    src, shipped = ROOT / "widgets", ROOT / "amct_nb" / "ui" / "static"
-    for f in ("layer_table.js", "layer_table.css"):
-        assert (src / f).read_text() == (shipped / f).read_text(), f"copy widgets/{f} to amct_nb/ui/static/"
-    assert "export default" in str(LayerTable._esm)
+def test_front_end_is_the_one_copy_in_widgets():
+    from amct_nb.ui.layer_table import FRONT_END
+
+    assert FRONT_END == ROOT / "widgets" and not (ROOT / "amct_nb" / "ui" / "static").exists()
+    assert str(LayerTable._esm).strip() == (ROOT / "widgets" / "layer_table.js").read_text().strip()
 
 
 def test_front_end_files_ship_in_the_wheel(tmp_path):
@@ -62,8 +71,8 @@ def test_front_end_files_ship_in_the_wheel(tmp_path):
     for f in ("pyproject.toml", "README.md"):
         if (ROOT / f).exists():
             shutil.copy(ROOT / f, src / f)
-    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path),
-                        str(src)], capture_output=True, text=True, timeout=600)
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                        "-w", str(tmp_path), str(src)], capture_output=True, text=True, timeout=600)
     if r.returncode != 0:
         pytest.skip(f"cannot build a wheel here: {r.stderr[-300:]}")
     names = zipfile.ZipFile(next(tmp_path.glob("*.whl"))).namelist()
@@ -308,7 +317,8 @@ def test_comparer_against_itself_has_no_error():
     x, y = zoo.load().test_data(20)
     c = Comparer(s.prepared, x, y, error_samples=8).run(s.result)
     assert c.n == 20 and c.error_samples == 8 and c.labels is not None
-    same = type(s.result)(**{**s.result.__dict__, "fake_quant_model": s.prepared.model, "deploy_model": s.prepared.model})
+    same = type(s.result)(**{**s.result.__dict__,
+                             "fake_quant_model": s.prepared.model, "deploy_model": s.prepared.model})
     c2 = Comparer(s.prepared, x, y, error_samples=8).run(same)
     assert c2.agreement == 1.0 and all(e.sqnr_db == SQNR_CAP_DB and e.cosine == pytest.approx(1.0) for e in c2.layers)
 

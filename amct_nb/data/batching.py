@@ -53,7 +53,7 @@ def name_arrays(item, names: list[str], where: str) -> dict:
             f"{where} lacks model input(s) {', '.join(map(repr, missing))} (it has {', '.join(map(repr, keys)) or 'nothing'}): "
             f"provide an array for every input ({', '.join(names)})"
         )
-    return dict(item)
+    return item if type(item) is dict else dict(item)  # a Sample (or other mapping) becomes a plain feed
 
 
 def _stack(pending: list, names: list[str], axis: dict[str, bool]) -> tuple[dict, np.ndarray | None]:

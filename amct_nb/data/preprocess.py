@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Callable, Union
+from collections.abc import Callable
+from typing import Any, Union
 
 import numpy as np
 
@@ -72,13 +73,13 @@ class Preprocess:
     Arrays whose channels already match and need no resize are processed in numpy alone.
     """
 
-    size: Union[int, tuple[int, int], None] = None
-    crop: Union[int, tuple[int, int], None] = None
+    size: int | tuple[int, int] | None = None
+    crop: int | tuple[int, int] | None = None
     resize_mode: str = "shorter"
     interpolation: str = "bilinear"
     scale: float = 1.0
-    mean: Union[float, tuple[float, ...]] = 0.0
-    std: Union[float, tuple[float, ...]] = 1.0
+    mean: float | tuple[float, ...] = 0.0
+    std: float | tuple[float, ...] = 1.0
     layout: str = "NCHW"
     channel_order: str = "RGB"
     dtype: str = "float32"

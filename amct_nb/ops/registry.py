@@ -8,8 +8,8 @@ an op type is one :func:`register` call (see :mod:`amct_nb.ops.builtin`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import onnx

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Callable
 
 import onnx
 
@@ -48,7 +47,7 @@ class Observation(Mapping):
         return len(self.stats)
 
     @classmethod
-    def of(cls, stats) -> "Observation":
+    def of(cls, stats) -> Observation:
         """``stats`` as an Observation: itself, or a plain mapping of statistics (no samples)."""
         if isinstance(stats, Observation):
             return stats

@@ -13,8 +13,15 @@ import onnx
 from ..config import QuantConfig
 from ..ir import byte_size, fit_ir_version, is_large, load_model, without_large_data
 from ..ops import Layer, find_layers
-from ..passes import (Change, constants_to_initializers, fold_batchnorm, infer_shapes, name_nodes, remove_noops,
-                      upgrade_opset)
+from ..passes import (
+    Change,
+    constants_to_initializers,
+    fold_batchnorm,
+    infer_shapes,
+    name_nodes,
+    remove_noops,
+    upgrade_opset,
+)
 
 __all__ = ["Prepared", "prepare", "prepare_passes"]
 

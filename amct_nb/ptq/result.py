@@ -21,8 +21,17 @@ import onnx
 from ..analysis import sqnr_db
 from ..config import QuantConfig
 from ..export import QuantPlan
-from ..ir import (byte_size, check_output_dir, clone, named_subgraphs, os_error, output_lock, save_model_file, set_metadata,
-                  walk_nodes)
+from ..ir import (
+    byte_size,
+    check_output_dir,
+    clone,
+    named_subgraphs,
+    os_error,
+    output_lock,
+    save_model_file,
+    set_metadata,
+    walk_nodes,
+)
 from ..ops import OPS
 from ..passes import fusion_info
 from ..quant import platform_report

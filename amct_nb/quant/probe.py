@@ -87,7 +87,7 @@ def _conv_exact(w: np.ndarray) -> bool:
     return bool(np.array_equal(got.astype(np.int64), want.astype(np.int64)))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def int8_saturates() -> bool:
     """True when ORT's u8 x s8 kernels on this CPU lose precision on large same-signed pairs."""
     w = np.full((64, 16), 127, np.int8)
@@ -96,7 +96,7 @@ def int8_saturates() -> bool:
     return not (_mm_exact(w) and _conv_exact(cw))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def pair_guard_exact() -> bool:
     """True when weights obeying :func:`amct_nb.quant.guard.pair_guard` stay exact on this CPU.
 

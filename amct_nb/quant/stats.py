@@ -45,28 +45,28 @@ class Histogram:
     def edges(self) -> np.ndarray:
         return (self.k0 + np.arange(len(self.counts) + 1, dtype=np.float64)) * self.width
 
-    def trimmed(self) -> "Histogram":
+    def trimmed(self) -> Histogram:
         """The same histogram without empty bins at either end."""
         nz = np.flatnonzero(self.counts)
         if nz.size == 0:
             return Histogram(np.zeros(1), self.k0, self.exp)
         return Histogram(self.counts[nz[0] : nz[-1] + 1].copy(), self.k0 + int(nz[0]), self.exp)
 
-    def coarsen(self, max_bins: int) -> "Histogram":
+    def coarsen(self, max_bins: int) -> Histogram:
         """Merge pairs of bins until at most ``max_bins`` remain (exact)."""
         h = self
         while len(h.counts) > max_bins:
             h = h._doubled()
         return h
 
-    def _doubled(self) -> "Histogram":
+    def _doubled(self) -> Histogram:
         k = self.k0 + np.arange(len(self.counts))
         nk = np.floor_divide(k, 2)
         k0 = int(nk[0]) if len(nk) else self.k0 // 2
         counts = np.bincount(nk - k0, weights=self.counts)
         return Histogram(counts, k0, self.exp + 1)
 
-    def abs(self) -> "Histogram":
+    def abs(self) -> Histogram:
         """Histogram of |x| (exact: bins are symmetric around 0)."""
         k = self.k0 + np.arange(len(self.counts))
         ka = np.where(k >= 0, k, -k - 1)
@@ -176,7 +176,7 @@ class TensorStats:
         counts = np.bincount(idx, minlength=self.nbins)
         self._counts += counts * weight if weight != 1.0 else counts
 
-    def merge(self, other: "TensorStats") -> None:
+    def merge(self, other: TensorStats) -> None:
         """Add another run's statistics of the same tensor (exact)."""
         if other._counts is None:
             self.nan += other.nan; self.posinf += other.posinf; self.neginf += other.neginf

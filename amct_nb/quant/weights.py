@@ -13,8 +13,9 @@ it is, so the fake-quant and deploy models agree whatever the scheme.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Protocol
 
 import numpy as np
 

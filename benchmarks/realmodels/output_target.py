@@ -28,7 +28,7 @@ def main():
     ap.add_argument("--n", type=int, default=32)
     args = ap.parse_args()
     import amct_nb as an
-    from amct_nb.observe import make_session
+    from amct_nb.ir import make_session
 
     m = catalog.get(args.name)
     path = catalog.fetch(m)
@@ -36,7 +36,8 @@ def main():
     s_ref = make_session(onnx.load(path))
     names = [o.name for o in s_ref.get_outputs()]
     ref = [s_ref.run(names, f) for f in ev]
-    print("| target dB | task check | passes | int8 layers | output SQNR dB before -> after the check (calibration) | time s |")
+    print("| target dB | task check | passes | int8 layers "
+          "| output SQNR dB before -> after the check (calibration) | time s |")
     print("|---|---|---|---|---|---|")
     for t in args.targets:
         cfg = an.QuantConfig(min_output_sqnr_db=None if t == "off" else float(t))

@@ -6,67 +6,35 @@ import math
 
 import numpy as np
 
-if __package__:
-    from .checks import _cos, _detection_check, _ocr_strings_check, _result, _top1_check
-    from .decode import (
-        _ctc_greedy,
-        _db_boxes,
-        _picodet_decode,
-        _yolov8_decode,
-        _yolox_decode,
-    )
-    from .synth_images import (
-        _captcha,
-        _click_captcha,
-        _doc_image,
-        _imagenet_norm,
-        _layout_page,
-        _letterbox,
-        _pad_line,
-        _portrait,
-        _render_line,
-        _rng,
-    )
-    from .synth_signals import (
-        _CLS,
-        _SEP,
-        _magika_features,
-        _magika_file,
-        _sentence,
-        _speech_like,
-    )
-    from .wheels import _aux_path, fetch
-else:  # imported as a top-level module (benchmarks/realmodels on sys.path)
-    from checks import _cos, _detection_check, _ocr_strings_check, _result, _top1_check
-    from decode import (
-        _ctc_greedy,
-        _db_boxes,
-        _picodet_decode,
-        _yolov8_decode,
-        _yolox_decode,
-    )
-    from synth_images import (
-        _captcha,
-        _click_captcha,
-        _doc_image,
-        _imagenet_norm,
-        _layout_page,
-        _letterbox,
-        _pad_line,
-        _portrait,
-        _render_line,
-        _rng,
-    )
-    from synth_signals import (
-        _CLS,
-        _SEP,
-        _magika_features,
-        _magika_file,
-        _sentence,
-        _speech_like,
-    )
-    from wheels import _aux_path, fetch
-
+from .checks import _cos, _detection_check, _ocr_strings_check, _result, _top1_check
+from .decode import (
+    _ctc_greedy,
+    _db_boxes,
+    _picodet_decode,
+    _yolov8_decode,
+    _yolox_decode,
+)
+from .synth_images import (
+    _captcha,
+    _click_captcha,
+    _doc_image,
+    _imagenet_norm,
+    _layout_page,
+    _letterbox,
+    _pad_line,
+    _portrait,
+    _render_line,
+    _rng,
+)
+from .synth_signals import (
+    _CLS,
+    _SEP,
+    _magika_features,
+    _magika_file,
+    _sentence,
+    _speech_like,
+)
+from .wheels import _aux_path, fetch
 
 # ---------------------------------------------------------------------------
 # OCR: PP-OCR detection / recognition / direction classifier, document orientation, layout
@@ -344,8 +312,8 @@ def _silero_check(model, ref, test):
     dp = np.abs(pr - pt)
     sd = [float(np.abs(np.asarray(a[1]) - np.asarray(b[1])).max()) for a, b in zip(ref, test)]
     return _result("VAD decision agreement (p>=0.5)", agree, agree >= 0.95 and float(dp.mean()) < 0.1,
-                   f"{int((pr >= 0.5).sum())}/{len(pr)} ref chunks speech; mean|dp| {dp.mean():.3f}, max|dp| {dp.max():.3f}; "
-                   f"mean max|dstate| {np.mean(sd):.3f}")
+                   f"{int((pr >= 0.5).sum())}/{len(pr)} ref chunks speech; mean|dp| {dp.mean():.3f}, "
+                   f"max|dp| {dp.max():.3f}; mean max|dstate| {np.mean(sd):.3f}")
 
 
 def _oww_features(model, seed: int, clip_index: int):

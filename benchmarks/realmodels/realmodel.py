@@ -6,10 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-if __package__:
-    from .wheels import fetch
-else:  # imported as a top-level module (benchmarks/realmodels on sys.path)
-    from wheels import fetch
+from .wheels import fetch
 
 
 @dataclass(frozen=True)

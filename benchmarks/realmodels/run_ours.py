@@ -18,7 +18,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import onnx
 
 HERE = Path(__file__).resolve().parent
@@ -29,8 +28,7 @@ from benchmarks.realmodels import catalog  # noqa: E402
 
 def run_one(model: catalog.RealModel, n: int = 32) -> dict:
     import amct_nb as an
-    from amct_nb.model import byte_size, is_large
-    from amct_nb.observe import make_session
+    from amct_nb.ir import byte_size, is_large, make_session
 
     path = catalog.fetch(model)
     cal, ev = model.feeds(n, 0), model.feeds(n, 1)
@@ -59,8 +57,9 @@ def run_one(model: catalog.RealModel, n: int = 32) -> dict:
     rep = res.report()
     row.update(
         check_metric=chk["metric"], check_value=round(float(chk["value"]), 4), passed=bool(chk["passed"]),
-        detail=chk["detail"][:200], quantized_layers=len(rep["quantized_layers"]), float_layers=len(rep["float_layers"]),
-        float_tensors=len(rep["float_tensors"]), unsupported=len(rep["unsupported"]),
+        detail=chk["detail"][:200], quantized_layers=len(rep["quantized_layers"]),
+        float_layers=len(rep["float_layers"]), float_tensors=len(rep["float_tensors"]),
+        unsupported=len(rep["unsupported"]),
         size_mb=round(Path(path).stat().st_size / 1e6, 2), deploy_mb=round(byte_size(dep) / 1e6, 2),
         float_reasons=sorted({r["reason"].split(":")[0][:80] for r in rep["float_tensors"]})[:4],
         output_sqnr_db=round(min((e["sqnr_db"] for e in rep["output_error"].values()), default=float("nan")), 1),
@@ -115,10 +114,11 @@ def main():
         if r.get("output_check_before_db") is not None:
             oc = f" ({r['output_check_before_db']}, {r.get('output_check_left_float', 0)})"
         table.append(
-            f"| {r['name']} | {r.get('check_metric', b.get('check_metric', ''))[:45]} | {r.get('valid')} | {ours_chk} | "
-            f"{r.get('passed', False)} | {r.get('quantized_layers', 0)} / {r.get('float_layers', 0)} | "
-            f"{r.get('output_sqnr_db', '')}{oc} | {r.get('size_mb', '')} -> {r.get('deploy_mb', '')} | {r.get('time_s', '')} | "
-            f"{b.get('valid', '')} | {b_chk} | {b.get('passed', '')} | {b.get('size_mb', '')} | {b.get('time_s', '')} |")
+            f"| {r['name']} | {r.get('check_metric', b.get('check_metric', ''))[:45]} | {r.get('valid')} "
+            f"| {ours_chk} | {r.get('passed', False)} | {r.get('quantized_layers', 0)} / {r.get('float_layers', 0)} "
+            f"| {r.get('output_sqnr_db', '')}{oc} | {r.get('size_mb', '')} -> {r.get('deploy_mb', '')} "
+            f"| {r.get('time_s', '')} | {b.get('valid', '')} | {b_chk} | {b.get('passed', '')} "
+            f"| {b.get('size_mb', '')} | {b.get('time_s', '')} |")
     n_ok = sum(bool(r.get("passed")) for r in rows)
     n_valid = sum(bool(r.get("valid")) for r in rows)
     b_ok = sum(bool(base.get(r["name"], {}).get("passed")) for r in rows)
@@ -137,7 +137,8 @@ def main():
     text = res.read_text() if res.exists() else ""
     mark = "<!-- realmodels -->"
     section = "\n".join([mark, "# Real third-party models: amct-nb vs ONNX Runtime quantize_static", "", head, "",
-                         summary, "", *table, "", "Per-model details: benchmarks/realmodels/OURS.md, BASELINE.md.", mark])
+                         summary, "", *table, "", "Per-model details: benchmarks/realmodels/OURS.md, BASELINE.md.",
+                         mark])
     if mark in text:
         a, _, rest = text.partition(mark)
         _, _, after = rest.partition(mark)

@@ -125,8 +125,8 @@ def _layout_page(rng: np.random.Generator, w: int = 608, h: int = 800):
     small = _font(int(rng.integers(10, 13)))
     d.text((margin, y), " ".join(_text_string(rng) for _ in range(3)), font=small, fill=(90, 90, 90))  # header
     y += 30
-    d.text((margin, y), _text_string(rng).title() + " " + _text_string(rng).title(), font=_font(int(rng.integers(22, 32))),
-           fill=ink)  # title
+    d.text((margin, y), _text_string(rng).title() + " " + _text_string(rng).title(),
+           font=_font(int(rng.integers(22, 32))), fill=ink)  # title
     y += 50
     body = _font(int(rng.integers(11, 15)))
     while y < h - 90:
@@ -189,7 +189,8 @@ def _captcha(rng, w=160, h=60, nchar=None, size=(30, 42)):
     for k, ch in enumerate(text):
         fs = int(rng.integers(*size))
         glyph = Image.new("RGBA", (fs + 10, fs + 14), (0, 0, 0, 0))
-        ImageDraw.Draw(glyph).text((4, 2), ch, font=_font(fs), fill=tuple(int(v) for v in rng.integers(0, 150, 3)) + (255,))
+        ImageDraw.Draw(glyph).text((4, 2), ch, font=_font(fs),
+                                   fill=tuple(int(v) for v in rng.integers(0, 150, 3)) + (255,))
         glyph = glyph.rotate(float(rng.uniform(-25, 25)), resample=Image.BICUBIC, expand=True)
         x = int(5 + k * step + rng.uniform(-3, 3))
         y = int((h - glyph.size[1]) / 2 + rng.uniform(-5, 5))
@@ -246,7 +247,8 @@ def _portrait(rng, w, h):
     bg1, bg2 = rng.integers(30, 230, 3), rng.integers(30, 230, 3)
     t = (yy / h)[..., None]
     a = bg1 * (1 - t) + bg2 * t + rng.normal(0, 4, (h, w, 3))
-    skins = np.array([(255, 219, 172), (241, 194, 125), (224, 172, 105), (198, 134, 66), (141, 85, 36), (92, 59, 36)], np.float32)
+    skins = np.array([(255, 219, 172), (241, 194, 125), (224, 172, 105), (198, 134, 66), (141, 85, 36), (92, 59, 36)],
+                     np.float32)
     skin = skins[int(rng.integers(0, len(skins)))] * rng.uniform(0.9, 1.05)
     s = min(w, h) * rng.uniform(0.22, 0.36)      # face half-height
     cx, cy = w * rng.uniform(0.35, 0.65), h * rng.uniform(0.35, 0.5)
@@ -283,12 +285,14 @@ def _portrait(rng, w, h):
         ir = eh * 0.95
         d.ellipse([ex - ir, ey - ir, ex + ir, ey + ir], fill=iris)
         d.ellipse([ex - ir / 2, ey - ir / 2, ex + ir / 2, ey + ir / 2], fill=(10, 10, 10))
-        d.line([ex - ew * 1.1, ey - eh * 2.2, ex + ew * 1.1, ey - eh * 2.4], fill=tuple(int(v * .6) for v in hair), width=max(2, int(0.04 * s)))
+        d.line([ex - ew * 1.1, ey - eh * 2.2, ex + ew * 1.1, ey - eh * 2.4], fill=tuple(int(v * .6) for v in hair),
+               width=max(2, int(0.04 * s)))
     dark = tuple(int(v * 0.7) for v in skin)
     d.line([cx, ey + 0.05 * s, cx - 0.05 * s, cy + 0.28 * s], fill=dark, width=max(1, int(0.025 * s)))
     d.ellipse([cx - 0.1 * s, cy + 0.25 * s, cx - 0.04 * s, cy + 0.31 * s], fill=dark)
     d.ellipse([cx + 0.04 * s, cy + 0.25 * s, cx + 0.1 * s, cy + 0.31 * s], fill=dark)
     lip = (int(rng.integers(150, 220)), int(rng.integers(50, 110)), int(rng.integers(60, 110)))
     d.chord([cx - 0.25 * rx, cy + 0.42 * s, cx + 0.25 * rx, cy + 0.62 * s], 0, 180, fill=lip)
-    d.chord([cx - 0.25 * rx, cy + 0.36 * s, cx + 0.25 * rx, cy + 0.5 * s], 180, 360, fill=tuple(int(v * .85) for v in lip))
+    d.chord([cx - 0.25 * rx, cy + 0.36 * s, cx + 0.25 * rx, cy + 0.5 * s], 180, 360,
+            fill=tuple(int(v * .85) for v in lip))
     return img.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.5, 1.5))))

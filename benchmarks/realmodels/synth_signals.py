@@ -9,11 +9,7 @@ import zipfile
 
 import numpy as np
 
-if __package__:
-    from .synth_images import _WORDS
-else:  # imported as a top-level module (benchmarks/realmodels on sys.path)
-    from synth_images import _WORDS
-
+from .synth_images import _WORDS
 
 # ---------------------------------------------------------------------------
 # speech-like audio (pure numpy)
@@ -104,7 +100,8 @@ def _magika_file(rng) -> tuple[str, bytes]:
                       f"    return [{idn()} for {idn()} in range({rng.integers(1, 50)})]", ""]
         return "python", "\n".join(lines).encode()
     if k == 1:
-        obj = {idn(): {idn(): int(rng.integers(0, 1000)), idn(): [idn() for _ in range(3)], "ok": bool(rng.random() < .5)}
+        obj = {idn(): {idn(): int(rng.integers(0, 1000)), idn(): [idn() for _ in range(3)],
+                       "ok": bool(rng.random() < .5)}
                for _ in range(int(rng.integers(3, 30)))}
         return "json", json.dumps(obj, indent=int(rng.integers(0, 4)) or None).encode()
     if k == 2:
@@ -114,28 +111,33 @@ def _magika_file(rng) -> tuple[str, bytes]:
         return "csv", "\n".join(rows).encode()
     if k == 3:
         body = "".join(f"<p class=\"{idn()}\">{' '.join(words[i:i + 12])}</p>\n" for i in range(0, 200, 12))
-        return "html", (f"<!DOCTYPE html>\n<html>\n<head><title>{idn()}</title></head>\n<body>\n{body}</body>\n</html>\n").encode()
+        return "html", (f"<!DOCTYPE html>\n<html>\n<head><title>{idn()}</title></head>\n"
+                        f"<body>\n{body}</body>\n</html>\n").encode()
     if k == 4:
         items = "".join(f"  <{idn()} id=\"{rng.integers(0, 999)}\">{idn()}</{'x'}>\n" for _ in range(30))
         return "xml", f"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<root>\n{items}</root>\n".encode()
     if k == 5:
-        secs = "".join(f"## {idn().title()}\n\n{' '.join(words[i:i + 30])}\n\n- {idn()}\n- {idn()}\n\n" for i in range(0, 300, 30))
+        secs = "".join(f"## {idn().title()}\n\n{' '.join(words[i:i + 30])}\n\n- {idn()}\n- {idn()}\n\n"
+                       for i in range(0, 300, 30))
         return "markdown", f"# {idn().title()} {idn()}\n\n{secs}".encode()
     if k == 6:
         fns = "".join(f"static int {idn()}_{i}(int a, char *b) {{\n    int {idn()} = a * {rng.integers(1, 9)};\n"
                       f"    if (b == NULL) return -1;\n    return strlen(b) + a;\n}}\n\n" for i in range(8))
         return "c", f"#include <stdio.h>\n#include <string.h>\n\n{fns}int main(void) {{\n    return 0;\n}}\n".encode()
     if k == 7:
-        cmds = "".join(f"if [ -f \"$HOME/{idn()}\" ]; then\n  echo \"{idn()}\"\n  cp -r {idn()} /tmp/{idn()}\nfi\n" for _ in range(8))
+        cmds = "".join(f"if [ -f \"$HOME/{idn()}\" ]; then\n  echo \"{idn()}\"\n  cp -r {idn()} /tmp/{idn()}\nfi\n"
+                       for _ in range(8))
         return "shell", f"#!/bin/bash\nset -euo pipefail\n\n{cmds}".encode()
     if k == 8:
         secs = "".join(f"[{idn()}]\n{idn()} = {rng.integers(0, 100)}\n{idn()} = {idn()}\n\n" for _ in range(8))
         return "ini", secs.encode()
     if k == 9:
-        rows = "".join(f"INSERT INTO {idn()} ({idn()}, {idn()}) VALUES ({rng.integers(0, 999)}, '{idn()}');\n" for _ in range(30))
+        rows = "".join(f"INSERT INTO {idn()} ({idn()}, {idn()}) VALUES ({rng.integers(0, 999)}, '{idn()}');\n"
+                       for _ in range(30))
         return "sql", f"CREATE TABLE {idn()} (id INTEGER PRIMARY KEY, name TEXT);\n{rows}".encode()
     if k == 10:
-        rules = "".join(f".{idn()} {{\n  color: #{rng.integers(0, 0xffffff):06x};\n  margin: {rng.integers(0, 40)}px;\n}}\n\n" for _ in range(12))
+        rules = "".join(f".{idn()} {{\n  color: #{rng.integers(0, 0xffffff):06x};\n"
+                        f"  margin: {rng.integers(0, 40)}px;\n}}\n\n" for _ in range(12))
         return "css", rules.encode()
     if k in (11, 12, 13, 14):
         w, h = int(rng.integers(16, 200)), int(rng.integers(16, 200))
