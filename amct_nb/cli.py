@@ -25,7 +25,8 @@ def _floats(text: str):
 
 def _add_data_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("image preprocessing (for a folder of images)")
-    g.add_argument("--preset", help="imagenet | efficientnet-lite | cifar10 | fashion-mnist (options below override it)")
+    g.add_argument("--preset",
+                   help="imagenet | efficientnet-lite | cifar10 | fashion-mnist (options below override it)")
     g.add_argument("--size", type=int, help="resize the shorter side to SIZE (or both sides with --resize-mode exact)")
     g.add_argument("--crop", type=int, help="center crop CROP x CROP after resizing")
     g.add_argument("--resize-mode", choices=["shorter", "exact"])
@@ -90,7 +91,8 @@ def cmd_calibrate(args) -> int:
     rep = result.report()
     if not args.quiet:
         print(f"quantized {len(rep['quantized_layers'])} layer(s), {len(rep['float_layers'])} left float, "
-              f"{rep['quantized_tensors']} activation tensor(s) int8; saturation guard: {rep['saturation_guard']['mode']}")
+              f"{rep['quantized_tensors']} activation tensor(s) int8; "
+              f"saturation guard: {rep['saturation_guard']['mode']}")
         for fl in rep["float_layers"]:
             print(f"  float: {fl['name']}: {fl['reason']}")
         for ft in rep["float_tensors"]:
@@ -146,7 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--output", required=True, help="output folder (created if needed)")
     c.add_argument("--prefix", help="name of the output models (default: the model file's stem)")
     c.add_argument("--config", help="AMCT-style config.json with per-layer settings")
-    c.add_argument("--algo", choices=["mse", "minmax", "percentile", "entropy"], help="activation range algorithm for all layers")
+    c.add_argument("--algo", choices=["mse", "minmax", "percentile", "entropy"],
+                   help="activation range algorithm for all layers")
     c.add_argument("--per-tensor", action="store_true", help="per-tensor weight scales (default: per channel)")
     c.add_argument("--symmetric", action="store_true", help="symmetric activations (default: asymmetric)")
     c.add_argument("--skip-layers", help="comma-separated layer names to leave float")

@@ -173,7 +173,9 @@ class QuantConfig:
             d[n] = {
                 "quant_enable": lc.quant_enable,
                 "activation_quant_params": act,
-                "weight_quant_params": {"num_bits": lc.wts_bits, "wts_algo": lc.wts_algo, "channel_wise": lc.channel_wise},
+                "weight_quant_params": {
+                    "num_bits": lc.wts_bits, "wts_algo": lc.wts_algo, "channel_wise": lc.channel_wise,
+                },
             }
         d["amct_nb"] = {
             "default": {k: v for k, v in asdict(self.default).items()},
@@ -223,12 +225,17 @@ class QuantConfig:
             v = ext.get("min_output_sqnr_db", cfg.min_output_sqnr_db)
             cfg.min_output_sqnr_db = None if v is None else float(v)
         except (TypeError, ValueError) as e:
-            raise ConfigError(f"{where}: a global setting has the wrong type ({e}): compare with a generated config.json") from e
+            raise ConfigError(
+                f"{where}: a global setting has the wrong type ({e}): compare with a generated config.json"
+            ) from e
         for name, v in d.items():
             if name in glob:
                 continue
             if not isinstance(v, dict):
-                raise ConfigError(f"{where}: entry '{name}' must be an object with quant_enable/activation_quant_params/weight_quant_params")
+                raise ConfigError(
+                    f"{where}: entry '{name}' must be an object with "
+                    "quant_enable/activation_quant_params/weight_quant_params"
+                )
             act = v.get("activation_quant_params", {}) or {}
             wts = v.get("weight_quant_params", {}) or {}
             try:

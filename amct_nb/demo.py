@@ -28,7 +28,9 @@ def run_demo(model: str = "fmnist-resnet", images: str | None = None, output: st
     """Run the seed-002 flow; returns the numbers it printed."""
     import onnx
 
-    from . import QuantConfig, quantize, zoo
+    from . import zoo
+    from .config import QuantConfig
+    from .ptq import quantize
 
     t0 = time.perf_counter()
     zm = zoo.load(model)
@@ -51,7 +53,10 @@ def run_demo(model: str = "fmnist-resnet", images: str | None = None, output: st
     q = _predict(res.deploy_model, x_test)
     p_fp, p_q = softmax(fp[:1])[0], softmax(q[:1])[0]
     c_fp, c_q = int(p_fp.argmax()), int(p_q.argmax())
-    name = lambda c: zm.classes[c] if c < len(zm.classes) else str(c)
+
+    def name(c):
+        return zm.classes[c] if c < len(zm.classes) else str(c)
+
     print_fn(f"Origin Model Prediction: category index {c_fp} ({name(c_fp)}), prob: {p_fp[c_fp]:.6f}")
     print_fn(f"Quantized Model Prediction: category index {c_q} ({name(c_q)}), prob: {p_q[c_q]:.6f}")
     out = {"origin_index": c_fp, "origin_prob": float(p_fp[c_fp]), "quant_index": c_q, "quant_prob": float(p_q[c_q]),
@@ -61,7 +66,8 @@ def run_demo(model: str = "fmnist-resnet", images: str | None = None, output: st
             out[f"{tag}_top1"] = topk_accuracy(logits, y_test, 1)
             out[f"{tag}_top5"] = topk_accuracy(logits, y_test, 5)
         print_fn(f"[INFO] Origin Model top1 accuracy: {out['origin_top1']:.4f}, top5: {out['origin_top5']:.4f}")
-        print_fn(f"[INFO] Quantized Model top1 accuracy: {out['quantized_top1']:.4f}, top5: {out['quantized_top5']:.4f}")
+        print_fn(f"[INFO] Quantized Model top1 accuracy: {out['quantized_top1']:.4f}, "
+                 f"top5: {out['quantized_top5']:.4f}")
     print_fn(f"[INFO] top-1 agreement original vs quantized: {out['agreement']:.4f} on {len(x_test)} samples")
     print_fn(f"[INFO] outputs in {Path(output).resolve()} ({time.perf_counter() - t0:.1f} s)")
     return out
@@ -69,7 +75,8 @@ def run_demo(model: str = "fmnist-resnet", images: str | None = None, output: st
 
 def add_demo_parser(sub) -> None:
     d = sub.add_parser("demo", help="run the post-training quantization flow on a sample model")
-    d.add_argument("--model", default="fmnist-resnet", help="zoo model (fmnist-resnet, fmnist-mobilenetv2, efficientnet-lite0)")
+    d.add_argument("--model", default="fmnist-resnet",
+                   help="zoo model (fmnist-resnet, fmnist-mobilenetv2, efficientnet-lite0)")
     d.add_argument("--images", help="folder of images to calibrate on (first 20%%) and test on (the rest)")
     d.add_argument("--output", default="outputs/calibration")
     d.add_argument("--calib", type=int, default=100, help="number of calibration samples")

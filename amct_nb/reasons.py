@@ -36,7 +36,7 @@ class Reason(str):
 
     code: Code
 
-    def __new__(cls, code: Code | str, text: str) -> "Reason":
+    def __new__(cls, code: Code | str, text: str) -> Reason:
         obj = super().__new__(cls, text)
         obj.code = Code(code)
         return obj

@@ -83,7 +83,9 @@ class Record:
         try:
             return cls._parse(text, where)
         except IndexError:
-            raise ConfigError(f"{where}: the file ends inside a record: it is truncated; re-run the calibration") from None
+            raise ConfigError(
+                f"{where}: the file ends inside a record: it is truncated; re-run the calibration"
+            ) from None
 
     @classmethod
     def _parse(cls, text: str, where: str) -> Record:

@@ -55,7 +55,13 @@ def test_calibrate_npz_folder(model_file, tmp_path):
 
 
 def test_calibrate_image_folder(tmp_path):
+    """The preprocessing flags reach the data: the CLI's record equals the Python API's on the same
+    images preprocessed the same way (and differs when a flag changes)."""
     from PIL import Image
+
+    import amct_nb as an
+    from amct_nb.data import ImageFolder, Preprocess
+
     m = models.conv_bn_relu(c_in=3)
     p = tmp_path / "net.onnx"
     onnx.save(m, p)
@@ -64,10 +70,17 @@ def test_calibrate_image_folder(tmp_path):
     rng = np.random.default_rng(0)
     for i in range(6):
         Image.fromarray(rng.integers(0, 255, (20, 24, 3), dtype=np.uint8)).save(imgs / f"{i}.png")
+    flags = ["--size", "16", "--crop", "16", "--scale", "0.0039215686", "--mean", "0.5", "--std", "0.25"]
     out = tmp_path / "out"
-    rc = main(["calibrate", str(p), "--data", str(imgs), "--output", str(out), "--quiet",
-               "--size", "16", "--crop", "16", "--scale", "0.0039215686", "--mean", "0.5", "--std", "0.25"])
+    rc = main(["calibrate", str(p), "--data", str(imgs), "--output", str(out), "--quiet", *flags])
     assert rc == 0 and (out / "net_deploy_model.onnx").exists()
+    pre = Preprocess(size=16, crop=16, scale=0.0039215686, mean=0.5, std=0.25)
+    api = an.quantize(str(p), ImageFolder(imgs, pre), progress=False)
+    assert (out / "tmp" / "record.txt").read_text() == api.record.to_text()
+    other = tmp_path / "other"
+    flags[flags.index("--std") + 1] = "0.5"
+    assert main(["calibrate", str(p), "--data", str(imgs), "--output", str(other), "--quiet", *flags]) == 0
+    assert (other / "tmp" / "record.txt").read_text() != api.record.to_text()
 
 
 def test_cli_errors_are_one_line_exit_2(model_file, tmp_path, capsys):

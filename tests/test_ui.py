@@ -62,24 +62,6 @@ def test_front_end_is_the_one_copy_in_widgets():
     assert str(LayerTable._esm).strip() == (ROOT / "widgets" / "layer_table.js").read_text().strip()
 
 
-def test_front_end_files_ship_in_the_wheel(tmp_path):
-    import shutil
-    import zipfile
-
-    src = tmp_path / "src"  # a copy, so that the build leaves nothing in the checkout
-    shutil.copytree(ROOT / "amct_nb", src / "amct_nb", ignore=shutil.ignore_patterns("__pycache__"))
-    for f in ("pyproject.toml", "README.md"):
-        if (ROOT / f).exists():
-            shutil.copy(ROOT / f, src / f)
-    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                        "-w", str(tmp_path), str(src)], capture_output=True, text=True, timeout=600)
-    if r.returncode != 0:
-        pytest.skip(f"cannot build a wheel here: {r.stderr[-300:]}")
-    names = zipfile.ZipFile(next(tmp_path.glob("*.whl"))).namelist()
-    for f in ("amct_nb/ui/static/layer_table.js", "amct_nb/ui/static/layer_table.css", "amct_nb/ui/panels.py"):
-        assert f in names
-
-
 # -- layer table and settings ----------------------------------------------------------------
 def test_table_rows_describe_every_layer(wb):
     rows = wb.settings_panel.table.rows

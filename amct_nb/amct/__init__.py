@@ -102,7 +102,8 @@ def save_model(modified_onnx_file, record_file, save_path) -> dict:
     if not text.strip():
         raise ConfigError(
             f"the record {record_file} is empty: run batch_num calibration batches through "
-            "amct_nb.amct.InferenceSession(modified_model) (it replaces ort.InferenceSession(modified_model, amct.AMCT_SO)) "
+            "amct_nb.amct.InferenceSession(modified_model) "
+            "(it replaces ort.InferenceSession(modified_model, amct.AMCT_SO)) "
             "before save_model"
         )
     record = Record.from_text(text, where=str(record_file))
@@ -123,8 +124,8 @@ def save_model(modified_onnx_file, record_file, save_path) -> dict:
     return paths
 
 
-def accuracy_based_auto_calibration(model_file, model_evaluator, config_file, record_file, save_dir, strategy="BinarySearch",
-                                    sensitivity="CosineSimilarity"):
+def accuracy_based_auto_calibration(model_file, model_evaluator, config_file, record_file, save_dir,
+                                    strategy="BinarySearch", sensitivity="CosineSimilarity"):
     """AMCT's accuracy-based automatic calibration: not in amct-nb yet (raises NotSupportedError)."""
     raise NotSupportedError(
         "accuracy_based_auto_calibration is not available in amct-nb yet. What exists: calibration with the safety "

@@ -21,7 +21,9 @@ def modified_metadata(model: onnx.ModelProto, where) -> dict:
     """The metadata amct_nb.amct.quantize_model wrote into a modified model (ModelError if none)."""
     props = {x.key: x.value for x in model.metadata_props}
     if props.get("amct_nb.kind") != "modified":
-        raise ModelError(f"{where} is not a modified model written by amct_nb.amct.quantize_model: run quantize_model first")
+        raise ModelError(
+            f"{where} is not a modified model written by amct_nb.amct.quantize_model: run quantize_model first"
+        )
     return props
 
 

@@ -102,7 +102,9 @@ class Comparer:
     def __init__(self, prepared, x: np.ndarray, labels=None, *, error_samples: int = 16, batch: int = 16):
         inits = {t.name for t in prepared.model.graph.initializer}
         if len([i for i in prepared.model.graph.input if i.name not in inits]) != 1:
-            raise DataError("the comparison needs a single-input model: compare multi-input models with your own evaluator")
+            raise DataError(
+                "the comparison needs a single-input model: compare multi-input models with your own evaluator"
+            )
         if len(x) == 0:
             raise DataError("no evaluation samples: pass eval_data=(x, labels) with at least one sample")
         self.prepared = prepared

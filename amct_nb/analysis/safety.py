@@ -88,7 +88,9 @@ def _bulk_limit(st) -> float:
     return 10.0 * float(h.edges[min(i + 1, len(h.edges) - 1)])
 
 
-def tensor_errors(model: onnx.ModelProto, plan: QuantPlan, feeds: list[dict], stats: dict | None = None) -> dict[str, dict]:
+def tensor_errors(
+    model: onnx.ModelProto, plan: QuantPlan, feeds: list[dict], stats: dict | None = None
+) -> dict[str, dict]:
     """Per quantized tensor: SQNR (dB), worst channel SNR for head tensors, and its grid.
 
     Streams: one feed at a time, keeping only per-tensor sums, so memory does not grow with the
@@ -144,9 +146,9 @@ def flag_tensors(errors: dict[str, dict], min_sqnr_db: float = MIN_SQNR_DB,
             bad[t] = Reason(Code.TENSOR_CHECK, f"quantizing it leaves {worst:.1f} dB SQNR (< {min_sqnr_db:g} dB): its "
                             "range is dominated by extreme values")
         elif e.get("worst_channel_snr_db", math.inf) < min_channel_snr_db:
-            bad[t] = Reason(Code.CHANNEL_CHECK, f"one grid for the whole tensor wipes out its small-range channels (worst "
-                            f"channel {e['worst_channel_snr_db']:.1f} dB < {min_channel_snr_db:g} dB), e.g. boxes next to "
-                            "probabilities")
+            bad[t] = Reason(Code.CHANNEL_CHECK, "one grid for the whole tensor wipes out its small-range channels "
+                            f"(worst channel {e['worst_channel_snr_db']:.1f} dB < {min_channel_snr_db:g} dB), "
+                            "e.g. boxes next to probabilities")
     return bad
 
 
@@ -169,5 +171,6 @@ def output_errors(float_model: onnx.ModelProto, fake_model: onnx.ModelProto, fee
             continue
         fin = np.isfinite(x) & np.isfinite(y)
         x, y = x[fin], y[fin]
-        res[n] = {"cosine": cosine(x, y), "sqnr_db": sqnr_db(x, y), "max_abs_error": float(np.abs(x - y).max()) if x.size else 0.0}
+        res[n] = {"cosine": cosine(x, y), "sqnr_db": sqnr_db(x, y),
+                  "max_abs_error": float(np.abs(x - y).max()) if x.size else 0.0}
     return res

@@ -81,7 +81,8 @@ class GatedSession:
                 x = r[j].astype(np.float64)
                 fin = np.isfinite(x) & np.isfinite(y)
                 sig[j] += float((x[fin] ** 2).sum())
-                noise[j] += float(((y[fin] - x[fin]) ** 2).sum()) + float((~np.isfinite(y) & np.isfinite(x)).sum()) * 1e30
+                noise[j] += (float(((y[fin] - x[fin]) ** 2).sum())
+                             + float((~np.isfinite(y) & np.isfinite(x)).sum()) * 1e30)
         worst = math.inf
         for s_, n_ in zip(sig, noise):
             if s_ > 0:
@@ -135,8 +136,10 @@ class OutputCheck:
     harm_db: dict[Unit, float] = field(default_factory=dict)  # output SQNR with only the unit('s group) quantized
 
     def as_dict(self) -> dict:
-        return {"target_sqnr_db": self.target_db, "before_sqnr_db": _r(self.before_db), "after_sqnr_db": _r(self.after_db),
-                "left_float": [{"kind": u.kind, "name": u.name, "alone_output_sqnr_db": _r(self.harm_db.get(u, math.inf))}
+        return {"target_sqnr_db": self.target_db, "before_sqnr_db": _r(self.before_db),
+                "after_sqnr_db": _r(self.after_db),
+                "left_float": [{"kind": u.kind, "name": u.name,
+                                "alone_output_sqnr_db": _r(self.harm_db.get(u, math.inf))}
                                for u in self.fallen],
                 "units": len(self.units), "groups": self.groups}  # no timing: reports of reruns are byte-identical
 

@@ -115,7 +115,9 @@ class ArrayDataset(Dataset):
     ``labels``: one label per sample, or None.
     """
 
-    def __init__(self, arrays: Mapping[str | None, np.ndarray] | np.ndarray, labels=None, *, _where: str = "the arrays"):
+    def __init__(
+        self, arrays: Mapping[str | None, np.ndarray] | np.ndarray, labels=None, *, _where: str = "the arrays"
+    ):
         if isinstance(arrays, np.ndarray):
             arrays = {None: arrays}
         if not isinstance(arrays, Mapping):

@@ -50,7 +50,8 @@ def name_arrays(item, names: list[str], where: str) -> dict:
         )
     if missing:
         raise DataError(
-            f"{where} lacks model input(s) {', '.join(map(repr, missing))} (it has {', '.join(map(repr, keys)) or 'nothing'}): "
+            f"{where} lacks model input(s) {', '.join(map(repr, missing))} "
+            f"(it has {', '.join(map(repr, keys)) or 'nothing'}): "
             f"provide an array for every input ({', '.join(names)})"
         )
     return item if type(item) is dict else dict(item)  # a Sample (or other mapping) becomes a plain feed

@@ -75,7 +75,9 @@ class ImageFolder(Dataset):
     ):
         self.root = Path(root)
         if not self.root.exists():
-            raise DataError(f"image folder {self.root} does not exist: check the path (relative paths start at {os.getcwd()})")
+            raise DataError(
+                f"image folder {self.root} does not exist: check the path (relative paths start at {os.getcwd()})"
+            )
         if not self.root.is_dir():
             raise DataError(f"{self.root} is a file, not a folder of images: pass the folder that holds the images")
         if preprocess is None:
@@ -157,7 +159,9 @@ class ImageFolder(Dataset):
     def _from_csv(self, sort: bool):
         csv_path = self.root / "labels.csv"
         if not csv_path.is_file():
-            raise DataError(f"labels='csv' but {csv_path} does not exist: add it (columns file,class_index) or use labels='auto'")
+            raise DataError(
+                f"labels='csv' but {csv_path} does not exist: add it (columns file,class_index) or use labels='auto'"
+            )
         files: list[Path] = []
         labs: list[int] = []
         seen: dict[str, int] = {}
@@ -189,11 +193,13 @@ class ImageFolder(Dataset):
                 path = self.root / name
                 if not name or not path.is_file():
                     raise DataError(
-                        f"{csv_path} line {line} names {name!r} which is not in {self.root}: fix the file or remove the line"
+                        f"{csv_path} line {line} names {name!r} which is not in {self.root}: "
+                        "fix the file or remove the line"
                     )
                 if name in seen:
                     raise DataError(
-                        f"{csv_path} line {line} names {name!r} again (first on line {seen[name]}): remove the duplicate"
+                        f"{csv_path} line {line} names {name!r} again (first on line {seen[name]}): "
+                        "remove the duplicate"
                     )
                 seen[name] = line
                 files.append(path)

@@ -145,7 +145,8 @@ class NpzFolder(Dataset):
         self.path = Path(path)
         if not self.path.is_dir():
             raise DataError(f"{self.path} is not a folder: pass the folder that holds the .npz files")
-        self.files = sorted((p for p in self.path.iterdir() if p.suffix.lower() == ".npz" and p.is_file()), key=lambda p: p.name)
+        self.files = sorted((p for p in self.path.iterdir() if p.suffix.lower() == ".npz" and p.is_file()),
+                            key=lambda p: p.name)
         if not self.files:
             raise DataError(f"no .npz files in {self.path}: save one feed per file with numpy.savez(path, name=array)")
         self.labels_key = labels_key

@@ -80,7 +80,9 @@ def open_data(spec, preprocess: PreprocessLike = None, *, limit: int | None = No
         data = _open_path(Path(spec), preprocess, kwargs, limit)
         if isinstance(data, ImageFolder):  # it took the limit itself: it decodes no more images than that
             return data
-    elif isinstance(spec, np.ndarray) or (isinstance(spec, Mapping) and all(isinstance(v, np.ndarray) for v in spec.values())):
+    elif isinstance(spec, np.ndarray) or (
+        isinstance(spec, Mapping) and all(isinstance(v, np.ndarray) for v in spec.values())
+    ):
         if preprocess is not None:
             raise DataError("arrays are fed as they are: preprocess applies to images only; drop preprocess=")
         data = ArrayDataset(spec, **kwargs)

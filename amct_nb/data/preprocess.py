@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
@@ -130,7 +130,9 @@ class Preprocess:
         try:
             values = tuple(float(v) for v in value)
         except (TypeError, ValueError) as e:
-            raise DataError(f"Preprocess.{field}={value!r} is not valid: give a number or one number per channel") from e
+            raise DataError(
+                f"Preprocess.{field}={value!r} is not valid: give a number or one number per channel"
+            ) from e
         if len(values) == 1:
             return values[0]
         if len(values) != self.channels:
@@ -254,7 +256,7 @@ def preset(name: str, **overrides) -> Preprocess:
     return dataclasses.replace(PRESETS[key], **overrides)
 
 
-PreprocessLike = Union[Preprocess, str, Callable[[Any], np.ndarray], None]
+PreprocessLike = Preprocess | str | Callable[[Any], np.ndarray] | None
 
 
 def as_preprocess(p: PreprocessLike):

@@ -67,7 +67,8 @@ def build_gated(model: onnx.ModelProto, plan: QuantPlan, units: list[Unit]) -> o
             ed.initializer(f"{p}_s", np.array(tq.scale, np.float32))
             ed.initializer(f"{p}_z", np.array(tq.zero_point, np.dtype(tq.dtype)))
             ed.hook(t, [helper.make_node("QuantizeLinear", [t, f"{p}_s", f"{p}_z"], [f"{p}_q"], name=f"{p}_Q"),
-                        helper.make_node("DequantizeLinear", [f"{p}_q", f"{p}_s", f"{p}_z"], [f"{p}_dq"], name=f"{p}_DQ"),
+                        helper.make_node("DequantizeLinear", [f"{p}_q", f"{p}_s", f"{p}_z"], [f"{p}_dq"],
+                                         name=f"{p}_DQ"),
                         helper.make_node("Sub", [f"{p}_dq", t], [f"{p}_d"], name=f"{p}_Sub"),
                         helper.make_node("Mul", [f"{p}_d", gu], [f"{p}_gd"], name=f"{p}_Mul"),
                         helper.make_node("Add", [t, f"{p}_gd"], [f"{p}_out"], name=f"{p}_Add")])

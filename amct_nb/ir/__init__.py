@@ -32,7 +32,8 @@ from .runtime import float_tensors, lean_options, make_session, with_outputs
 __all__ = [
     "GraphEdit", "clone", "set_metadata",
     "atomic_write_bytes", "atomic_write_text", "check_output_dir", "os_error", "output_lock", "save_model_file",
-    "GraphIndex", "InputSpec", "attr", "input_specs", "is_default_domain", "named_subgraphs", "outer_names", "subgraphs", "walk_nodes",
+    "GraphIndex", "InputSpec", "attr", "input_specs", "is_default_domain", "named_subgraphs", "outer_names",
+    "subgraphs", "walk_nodes",
     "LARGE_MODEL_BYTES", "byte_size", "fit_ir_version", "is_large", "load_model", "model_opset", "tensor_elem_types",
     "validate", "without_large_data",
     "float_tensors", "lean_options", "make_session", "with_outputs",

@@ -19,7 +19,8 @@ __all__ = ["atomic_write_bytes", "atomic_write_text", "save_model_file", "output
 
 def os_error(path, e: OSError) -> OutputError:
     if e.errno == errno.ENOSPC:
-        return OutputError(f"the disk is full while writing {path}: free space or choose another output folder; nothing was left half-written")
+        return OutputError(f"the disk is full while writing {path}: free space or choose another output folder; "
+                           "nothing was left half-written")
     if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return OutputError(f"no permission to write {path}: choose a folder you can write to (--output)")
     return OutputError(f"cannot write {path}: {e.strerror or e}: check the output folder")

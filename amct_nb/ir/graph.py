@@ -14,8 +14,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-__all__ = ["GraphIndex", "attr", "subgraphs", "named_subgraphs", "walk_nodes", "outer_names", "InputSpec", "input_specs",
-           "is_default_domain"]
+__all__ = ["GraphIndex", "attr", "subgraphs", "named_subgraphs", "walk_nodes", "outer_names", "InputSpec",
+           "input_specs", "is_default_domain"]
 
 
 def attr(node: onnx.NodeProto, name: str, default=None):

@@ -47,7 +47,8 @@ def _why_not(idx: GraphIndex, node, bn, skip: set[str]) -> str | None:
     if node.op_type == "Gemm":
         if int(attr(node, "transA", 0)) != 0:
             return "Gemm with transA=1"
-        if len(node.input) > 2 and node.input[2] and idx.array(node.input[2]).ndim > 1 and idx.array(node.input[2]).shape[0] != 1:
+        if (len(node.input) > 2 and node.input[2] and idx.array(node.input[2]).ndim > 1
+                and idx.array(node.input[2]).shape[0] != 1):
             return "Gemm bias is not per output channel"
     return None
 
@@ -108,7 +109,8 @@ def fold_batchnorm(model: onnx.ModelProto, skip_layers=()) -> tuple[onnx.ModelPr
             _set_attr(node, "beta", 1.0)
         bf = (b - mean) * k + beta
         wname = _fresh(node.input[1], uses, new_inits, idx)
-        bname = _fresh(node.input[2] if len(node.input) > 2 and node.input[2] else node.name + "_bias", uses, new_inits, idx)
+        bname = _fresh(node.input[2] if len(node.input) > 2 and node.input[2] else node.name + "_bias",
+                       uses, new_inits, idx)
         new_inits[wname] = numpy_helper.from_array(wf.astype(idx.array(node.input[1]).dtype), wname)
         new_inits[bname] = numpy_helper.from_array(bf.astype(np.float32), bname)
         while len(node.input) < 3:

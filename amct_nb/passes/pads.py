@@ -24,7 +24,8 @@ def _foldable(idx: GraphIndex, node: onnx.NodeProto, outputs: set[str]) -> list[
             or not idx.is_const(node.input[1]) or len(users) != 1 or users[0].op_type != "Conv"
             or node.output[0] in outputs):
         return None
-    if len(node.input) > 2 and node.input[2] and not (idx.is_const(node.input[2]) and not np.any(idx.array(node.input[2]))):
+    if (len(node.input) > 2 and node.input[2]
+            and not (idx.is_const(node.input[2]) and not np.any(idx.array(node.input[2])))):
         return None
     if len(node.input) > 3 and node.input[3]:  # axes
         return None

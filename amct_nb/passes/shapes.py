@@ -31,7 +31,9 @@ def infer_shapes(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[Change]]
     except Exception as e:
         out = onnx.ModelProto()
         out.CopyFrom(model)
-        notes.append(Change("shape_inference", f"ONNX shape inference failed ({str(e).splitlines()[0] if str(e) else e!r}); shapes left as declared"))
+        notes.append(Change("shape_inference",
+                            f"ONNX shape inference failed ({str(e).splitlines()[0] if str(e) else e!r}); "
+                            "shapes left as declared"))
     if _has_unknown(out):
         try:
             from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
@@ -39,7 +41,8 @@ def infer_shapes(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[Change]]
             sym = SymbolicShapeInference.infer_shapes(out, auto_merge=True, guess_output_rank=False)
             if sym is not None:
                 out = sym
-                notes.append(Change("shape_inference", "symbolic shape inference (onnxruntime) filled unknown dimensions"))
+                notes.append(Change("shape_inference",
+                                    "symbolic shape inference (onnxruntime) filled unknown dimensions"))
         except Exception:  # symbolic inference is best effort
             pass
     return out, notes

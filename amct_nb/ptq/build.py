@@ -76,7 +76,8 @@ def calibrate_record(prepared: Prepared, cfg: QuantConfig, obs: Observation, gua
         if not samples:
             break
         errors = tensor_errors(prepared.model, plan, samples, obs)
-        new = {t: r for t, r in flag_tensors(errors, cfg.min_sqnr_db, cfg.min_channel_snr_db).items() if t not in forced}
+        new = {t: r for t, r in flag_tensors(errors, cfg.min_sqnr_db, cfg.min_channel_snr_db).items()
+               if t not in forced}
         if not new:
             break
         forced.update(new)
@@ -161,13 +162,16 @@ def _plan_lines(plan: QuantPlan) -> list[str]:
     for n, l in plan.layers.items():
         tq = plan.tensors[l.activation]
         lines.append(f"layer {n} ({l.op_type}): scale_d {float(tq.scale):.6g} zp {tq.zero_point}, "
-                     f"{'per-channel' if l.axis is not None else 'per-tensor'} weights, {l.pairs_fixed} pair(s) adjusted")
+                     f"{'per-channel' if l.axis is not None else 'per-tensor'} weights, "
+                     f"{l.pairs_fixed} pair(s) adjusted")
     lines += [f"layer {n} left float: {r}" for n, r in plan.float_layers.items()]
     lines += [f"tensor {n} left float: {r}" for n, r in plan.float_tensors.items()]
     return lines
 
 
-def build(prepared: Prepared, config: QuantConfig | None = None, stats=None, *, record: Record | None = None) -> QuantResult:
+def build(
+    prepared: Prepared, config: QuantConfig | None = None, stats=None, *, record: Record | None = None
+) -> QuantResult:
     """Ranges, record, plan and both models from statistics (an :class:`Observation` from
     :func:`collect_stats`, or a plain mapping of statistics, which gets no safety net), or from a
     given ``record``."""

@@ -37,7 +37,9 @@ def _check(record: Record, by_name: dict[str, Layer]) -> None:
                 raise ConfigError(f"record: layer '{key}' is not a quantizable layer of this model: the record belongs "
                                   "to another model")
             if r.scale_d is None or r.offset_d is None or not r.scale_w:
-                raise ConfigError(f"record: layer '{key}' lacks scale_d/offset_d/scale_w: the calibration did not finish")
+                raise ConfigError(
+                    f"record: layer '{key}' lacks scale_d/offset_d/scale_w: the calibration did not finish"
+                )
         if r.scale_d is None or not (np.isfinite(r.scale_d) and r.scale_d > 0):
             raise ConfigError(f"record: '{key}' has scale_d {r.scale_d}: scales must be finite and positive")
 

@@ -44,9 +44,9 @@ def select_layers(layers: list[Layer], cfg: QuantConfig,
         if not l.quantizable:
             off[l.name] = l.reason
         elif cfg.min_input_channels and k is not None and k < cfg.min_input_channels:
-            off[l.name] = Reason(Code.STEM, f"{k} input channels < min_input_channels {cfg.min_input_channels} (an image "
-                                            "stem): int8 is slower than float here and the layer is sensitive (set "
-                                            "min_input_channels: 0 to quantize it)")
+            off[l.name] = Reason(Code.STEM, f"{k} input channels < min_input_channels {cfg.min_input_channels} "
+                                            "(an image stem): int8 is slower than float here and the layer is "
+                                            "sensitive (set min_input_channels: 0 to quantize it)")
         elif l.name in forced:
             off[l.name] = forced[l.name]
         elif not cfg.for_layer(l.name, l.op_type).quant_enable:

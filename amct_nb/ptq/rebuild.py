@@ -43,7 +43,8 @@ def reusable_record(previous: QuantResult, config: QuantConfig) -> Record | None
             settings.append(replace(b, quant_enable=True))
     if any(x != settings[0] for x in settings):
         return None
-    on = [l for l in quantizable if l.name in previous.record.layers and config.for_layer(l.name, l.op_type).quant_enable]
+    on = [l for l in quantizable
+          if l.name in previous.record.layers and config.for_layer(l.name, l.op_type).quant_enable]
     if not on:
         return None
     scales = {}

@@ -68,12 +68,14 @@ def unsupported_ops(model: onnx.ModelProto) -> list[dict]:
             out.append({"name": n.name, "op_type": n.op_type, "reason": r.text, "code": r.code.value})
         by_attr: dict[str, list] = {}
         for attr_name, sub in named_subgraphs(n):
-            by_attr.setdefault(attr_name, []).extend(m for m in walk_nodes(sub) if m.op_type in OPS or m.op_type in _RECURRENT)
+            by_attr.setdefault(attr_name, []).extend(m for m in walk_nodes(sub)
+                                                     if m.op_type in OPS or m.op_type in _RECURRENT)
         for attr_name, inner in by_attr.items():
             if inner:
                 kinds = sorted({m.op_type for m in inner})
-                r = Reason(Code.SUBGRAPH, f"its subgraph '{attr_name}' holds {len(inner)} weighted op(s) ({', '.join(kinds)}) "
-                                          "that stay float: layers inside If/Loop/Scan bodies are not quantized")
+                r = Reason(Code.SUBGRAPH, f"its subgraph '{attr_name}' holds {len(inner)} weighted op(s) "
+                                          f"({', '.join(kinds)}) that stay float: "
+                                          "layers inside If/Loop/Scan bodies are not quantized")
                 out.append({"name": n.name, "op_type": n.op_type, "reason": r.text, "code": r.code.value})
     return out
 
@@ -162,8 +164,8 @@ class QuantResult:
             "float_layers": _reasons(self.plan.float_layers),
             "quantized_tensors": len(self.plan.tensors),
             "float_tensors": _reasons(self.plan.float_tensors),
-            "saturation_guard": {"mode": self.guard, "reason": self.guard_reason, "pairs_adjusted": self.plan.pairs_fixed,
-                                 **platform_report()},
+            "saturation_guard": {"mode": self.guard, "reason": self.guard_reason,
+                                 "pairs_adjusted": self.plan.pairs_fixed, **platform_report()},
             "prepare": list(self.prepared.notes),
             "size_bytes": {"original": orig, "deploy": dep, "ratio": round(dep / max(orig, 1), 4)},
         }

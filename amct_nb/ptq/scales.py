@@ -31,15 +31,16 @@ def _tensor_float(st: TensorStats | None) -> Reason | None:
     if st is None:
         return Reason(Code.NO_STATS, "no statistics were collected for it")
     if st.nonfinite:
-        return Reason(Code.NONFINITE, f"holds non-finite values ({st.nan} NaN, {st.posinf} +inf, {st.neginf} -inf) by design")
+        return Reason(Code.NONFINITE,
+                      f"holds non-finite values ({st.nan} NaN, {st.posinf} +inf, {st.neginf} -inf) by design")
     if st.empty:
         return Reason(Code.EMPTY, "no finite values observed")
     return None
 
 
 def record_from_stats(
-    model: onnx.ModelProto, layers: list[Layer], cfg: QuantConfig, stats: Mapping[str, TensorStats], guard: str = "none",
-    force_float: dict[str, Reason] | None = None, force_layers: dict[str, Reason] | None = None,
+    model: onnx.ModelProto, layers: list[Layer], cfg: QuantConfig, stats: Mapping[str, TensorStats],
+    guard: str = "none", force_float: dict[str, Reason] | None = None, force_layers: dict[str, Reason] | None = None,
     cache: dict | None = None,
 ) -> tuple[Record, dict[str, Reason], dict[str, Reason]]:
     """Ranges -> scales for every quant point and weight; returns (record, float layers, float tensors).
@@ -82,7 +83,8 @@ def record_from_stats(
             if l.bias is not None:
                 _, _, fits = quantize_bias(idx.array(l.bias).reshape(-1), qp[l.activation][0], qw.scale)
                 if not fits:
-                    extra_off[l.name] = Reason(Code.BIAS_OVERFLOW, "its int32 bias would overflow (tiny input or weight scale)")
+                    extra_off[l.name] = Reason(Code.BIAS_OVERFLOW,
+                                               "its int32 bias would overflow (tiny input or weight scale)")
                     changed = True
                     continue
             wscales[l.name] = qw.scale

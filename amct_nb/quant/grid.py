@@ -92,7 +92,9 @@ def quantize_weight(
         amax = np.minimum(amax, np.asarray(clip, dtype=np.float64))
     scale = np.where(amax > 0, np.maximum(amax / qmax, _TINY_SCALE), 1.0)
     if min_scale is not None:
-        scale = np.maximum(scale, np.asarray(min_scale, np.float64).reshape(scale.shape) if np.ndim(min_scale) else min_scale)
+        scale = np.maximum(
+            scale, np.asarray(min_scale, np.float64).reshape(scale.shape) if np.ndim(min_scale) else min_scale
+        )
     scale = scale.astype(np.float32)
     shape = [1] * w.ndim
     if axis is not None:

@@ -31,7 +31,11 @@ def resolve_guard(mode: str) -> tuple[str, str]:
     if sat and not pair_guard_exact():
         return "reduce_range", "this CPU's int8 kernels saturate in an unknown pattern: 7-bit weights"
     if mode == "always":
-        return "pairs", ("this CPU's int8 kernels saturate (no VNNI): " if sat else "portable int8 (no saturation on CPUs without VNNI): ") + "adjacent weight pairs kept within |a|+|b|<=128"
+        return "pairs", (
+            ("this CPU's int8 kernels saturate (no VNNI): " if sat
+             else "portable int8 (no saturation on CPUs without VNNI): ")
+            + "adjacent weight pairs kept within |a|+|b|<=128"
+        )
     if sat:
         return "pairs", "this CPU's int8 kernels saturate (no VNNI): adjacent weight pairs kept within |a|+|b|<=128"
     return "none", "this CPU's int8 kernels do not saturate: weights unchanged"

@@ -105,7 +105,9 @@ def pair_guard_exact() -> bool:
     """
     w = np.ones((64, 16), np.int8)
     w[0::2] = 127
-    if not _mm_exact(w) or not _mm_exact(np.where(np.arange(64)[:, None] % 2 == 1, 127, 1).astype(np.int8) * np.ones((1, 16), np.int8)):
+    if not _mm_exact(w) or not _mm_exact(
+        np.where(np.arange(64)[:, None] % 2 == 1, 127, 1).astype(np.int8) * np.ones((1, 16), np.int8)
+    ):
         return False
     for cin in (1, 3, 16):
         cw = np.ones((8, cin, 3, 3), np.int8)

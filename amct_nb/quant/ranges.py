@@ -71,7 +71,8 @@ def expected_mse(hist: Histogram, scale: np.ndarray, zp: np.ndarray, qmin: int, 
     z = np.asarray(zp, np.float64)[:, None]
     lo_c, hi_c = (qmin - z) * s, (qmax - z) * s
     inside = s**3 * _round_err_integral((np.clip(edges, lo_c, hi_c) - lo_c) / s)
-    g = inside + np.where(edges < lo_c, (edges - lo_c) ** 3 / 3.0, 0.0) + np.where(edges > hi_c, (edges - hi_c) ** 3 / 3.0, 0.0)
+    g = (inside + np.where(edges < lo_c, (edges - lo_c) ** 3 / 3.0, 0.0)
+         + np.where(edges > hi_c, (edges - hi_c) ** 3 / 3.0, 0.0))
     # sum_i dens_i * (g_{i+1} - g_i) == g @ w, with w_k = dens_{k-1} - dens_k
     w = np.zeros(dens.size + 1)
     w[1:] += dens
@@ -136,9 +137,9 @@ def range_mse(st: TensorStats, spec: RangeSpec) -> tuple[float, float]:
     # coordinate descent: the upper clip, then the lower one (twice when both sides are open)
     for _ in range(2 if (lo < 0 < hi) else 1):
         if hi > 0:
-            hi = _search(lambda c: _candidates_mse(h, np.full_like(c, lo), c, spec), max(st.max, 0.0), spec)
+            hi = _search(lambda c, lo=lo: _candidates_mse(h, np.full_like(c, lo), c, spec), max(st.max, 0.0), spec)
         if lo < 0:
-            lo = _search(lambda c: _candidates_mse(h, c, np.full_like(c, hi), spec), min(st.min, 0.0), spec)
+            lo = _search(lambda c, hi=hi: _candidates_mse(h, c, np.full_like(c, hi), spec), min(st.min, 0.0), spec)
     return lo, hi
 
 
@@ -248,5 +249,6 @@ def range_errors(st: TensorStats, spec: RangeSpec) -> dict[str, dict]:
         below = np.clip((np.minimum(b, lo_c) - a) / w, 0, 1)
         above = np.clip((b - np.maximum(a, hi_c)) / w, 0, 1)
         clipped = float((h.counts * (below + above)).sum()) / total
-        out[name] = {"lo": lo, "hi": hi, "scale": float(s), "zero_point": int(z), "mse": float(mse), "clipped": float(clipped)}
+        out[name] = {"lo": lo, "hi": hi, "scale": float(s), "zero_point": int(z), "mse": float(mse),
+                     "clipped": float(clipped)}
     return out

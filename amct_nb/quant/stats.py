@@ -179,10 +179,14 @@ class TensorStats:
     def merge(self, other: TensorStats) -> None:
         """Add another run's statistics of the same tensor (exact)."""
         if other._counts is None:
-            self.nan += other.nan; self.posinf += other.posinf; self.neginf += other.neginf
+            self.nan += other.nan
+            self.posinf += other.posinf
+            self.neginf += other.neginf
             return
         h = other.histogram()
-        self.nan += other.nan; self.posinf += other.posinf; self.neginf += other.neginf
+        self.nan += other.nan
+        self.posinf += other.posinf
+        self.neginf += other.neginf
         self.batches += other.batches
         if self._counts is None:
             self.count, self.min, self.max = other.count, other.min, other.max

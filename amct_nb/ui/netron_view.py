@@ -84,7 +84,8 @@ def serve(model, key: str) -> tuple[str, int]:
 
 
 def url(address: tuple[str, int], mode: str | None = None) -> str:
-    mode = mode or os.environ.get("AMCT_NB_NETRON") or ("proxy" if importlib.util.find_spec("jupyter_server_proxy") else "direct")
+    mode = (mode or os.environ.get("AMCT_NB_NETRON")
+            or ("proxy" if importlib.util.find_spec("jupyter_server_proxy") else "direct"))
     if mode == "proxy":
         return f"/proxy/{address[1]}/"
     return f"http://{address[0]}:{address[1]}/"
@@ -93,7 +94,8 @@ def url(address: tuple[str, int], mode: str | None = None) -> str:
 def iframe_html(src: str, height: int = 600) -> str:
     return (f'<iframe class="amct-netron" src="{html.escape(src)}" style="width:100%;height:{height}px;'
             f'border:1px solid #ddd"></iframe>'
-            f'<div style="font-size:11px">netron at <a href="{html.escape(src)}" target="_blank">{html.escape(src)}</a> '
+            f'<div style="font-size:11px">netron at '
+            f'<a href="{html.escape(src)}" target="_blank">{html.escape(src)}</a> '
             "(click Accept once if it asks about cookies)</div>")
 
 

@@ -23,7 +23,8 @@ from . import figures, netron_view, tables
 from .layer_table import EDITABLE_FIELDS, LayerTable
 from .session import Session
 
-__all__ = ["Panel", "ModelPanel", "CalibratePanel", "HistogramPanel", "SettingsPanel", "ComparePanel", "STATIC_FALLBACK"]
+__all__ = ["Panel", "ModelPanel", "CalibratePanel", "HistogramPanel", "SettingsPanel", "ComparePanel",
+           "STATIC_FALLBACK"]
 
 log = logging.getLogger("amct_nb.ui")
 
@@ -56,7 +57,8 @@ class Panel(widgets.VBox):
         data = super()._repr_mimebundle_(**kwargs)
         if STATIC_FALLBACK and isinstance(data, dict):
             try:
-                data["text/html"] = f"<div class='amct-static'><h3>{html.escape(self.heading)}</h3>{self.static_html()}</div>"
+                data["text/html"] = (f"<div class='amct-static'><h3>{html.escape(self.heading)}</h3>"
+                                     f"{self.static_html()}</div>")
             except Exception as e:  # a static form must never hide the widget
                 data["text/html"] = f"<p>{html.escape(self.heading)}: {html.escape(str(e))}</p>"
         return data
@@ -64,7 +66,8 @@ class Panel(widgets.VBox):
     # -- status and errors ----------------------------------------------------------------
     def say(self, text: str, kind: str = "info") -> None:
         color = {"info": "#333", "ok": "#1a7f37", "error": "#b42318", "busy": "#9a6700"}[kind]
-        self.status.value = f"<div class='amct-status amct-status-{kind}' style='color:{color};font-size:12px'>{html.escape(text)}</div>"
+        self.status.value = (f"<div class='amct-status amct-status-{kind}' style='color:{color};font-size:12px'>"
+                             f"{html.escape(text)}</div>")
 
     def _fail(self, e: BaseException) -> None:
         if isinstance(e, AmctError):
@@ -164,8 +167,9 @@ class CalibratePanel(Panel):
     def __init__(self, model, **kwargs):
         s = as_session(model, **kwargs)
         n = _count(s.calibration_data)
-        self.info = widgets.HTML(f"<span style='font-size:12px'>{n if n is not None else 'streamed'} calibration samples; "
-                                 "statistics are collected once, settings can change afterwards without re-running</span>")
+        self.info = widgets.HTML(f"<span style='font-size:12px'>{n if n is not None else 'streamed'} "
+                                 "calibration samples; statistics are collected once, settings can change "
+                                 "afterwards without re-running</span>")
         self.run_button = widgets.Button(description="Calibrate", button_style="primary", icon="play")
         self.cancel_button = widgets.Button(description="Cancel", icon="stop", disabled=True)
         self.progress = widgets.IntProgress(value=0, min=0, max=max(n or 1, 1), description="samples",
@@ -292,8 +296,8 @@ class SettingsPanel(Panel):
         ops = sorted({l.op_type for l in s.layers})
         self.op_filter = widgets.Dropdown(options=[("all op types", "")] + [(o, o) for o in ops], description="show",
                                           layout=widgets.Layout(width="220px"))
-        self.bulk_quant = widgets.Dropdown(options=[("(keep)", None), ("quantize", True), ("skip", False)], description="quantize",
-                                           layout=widgets.Layout(width="200px"))
+        self.bulk_quant = widgets.Dropdown(options=[("(keep)", None), ("quantize", True), ("skip", False)],
+                                           description="quantize", layout=widgets.Layout(width="200px"))
         self.bulk_algo = widgets.Dropdown(options=[("(keep)", None)] + [(a, a) for a in ACT_ALGOS], description="range",
                                           layout=widgets.Layout(width="200px"))
         self.bulk_gran = widgets.Dropdown(options=[("(keep)", None), ("per-channel", True), ("per-tensor", False)],
@@ -348,7 +352,8 @@ class SettingsPanel(Panel):
         for e in edits:
             field = e.get("field")
             if field not in EDITABLE_FIELDS:
-                raise AmctError(f"the table sent an edit of '{field}', which cannot be edited: use {', '.join(EDITABLE_FIELDS)}")
+                raise AmctError(f"the table sent an edit of '{field}', which cannot be edited: "
+                                f"use {', '.join(EDITABLE_FIELDS)}")
             value = EDITABLE_FIELDS[field](e.get("value"))
             by_field.setdefault((field, value), []).append(e["name"])
         quantizable = {l.name for l in self.session.quantizable}
@@ -374,7 +379,8 @@ class SettingsPanel(Panel):
             self.say("nothing to apply: pick a setting in the dropdowns and rows in the table", "info")
             return []
         self.session.set_layers(names, **changes)
-        self.say(f"{', '.join(f'{k}={v}' for k, v in changes.items())} set on {len(names)} layer(s): rebuild to see the effect", "ok")
+        self.say(f"{', '.join(f'{k}={v}' for k, v in changes.items())} set on {len(names)} layer(s): "
+                 "rebuild to see the effect", "ok")
         return names
 
     def rebuild(self, wait: bool = True):
@@ -394,7 +400,8 @@ class SettingsPanel(Panel):
 
     def import_(self, source) -> None:
         self.session.import_config(source)
-        self.say(f"settings read from {source if isinstance(source, str) and len(source) < 200 else 'the upload'}: rebuild to apply", "ok")
+        self.say(f"settings read from {source if isinstance(source, str) and len(source) < 200 else 'the upload'}: "
+                 "rebuild to apply", "ok")
 
     def _on_upload(self, change) -> None:
         files = change["new"]

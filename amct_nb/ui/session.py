@@ -147,7 +147,9 @@ class Session:
         known = {l.name for l in self.quantizable}
         bad = [n for n in names if n not in known]
         if bad:
-            raise ConfigError(f"not a quantizable layer of this model: {', '.join(bad[:3])}: pick names from the layer table")
+            raise ConfigError(
+                f"not a quantizable layer of this model: {', '.join(bad[:3])}: pick names from the layer table"
+            )
         with self._lock:
             self.config.set(list(names), **changes)
         self.emit("config")

@@ -30,7 +30,8 @@ def _table(headers, rows, cls: str = "") -> str:
 
 def _shape(vi) -> str:
     dims = vi.type.tensor_type.shape.dim
-    return "[" + ", ".join(d.dim_param or str(d.dim_value) if (d.dim_param or d.HasField("dim_value")) else "?" for d in dims) + "]"
+    return "[" + ", ".join(d.dim_param or str(d.dim_value) if (d.dim_param or d.HasField("dim_value")) else "?"
+                           for d in dims) + "]"
 
 
 def param_count(model: onnx.ModelProto) -> int:
@@ -56,7 +57,8 @@ def model_summary_html(session) -> str:
         ("parameters", f"{param_count(m):,}"),
         ("nodes", f"{len(m.graph.node)} (prepared: {len(p.model.graph.node)})"),
         ("quantizable layers", f"{len(session.quantizable)} of {len(session.layers)} Conv/Gemm/MatMul/ConvTranspose"),
-        ("preparation", "<br>".join(_e(n) for n in p.notes[:8]) + (f"<br>... {len(p.notes) - 8} more" if len(p.notes) > 8 else "")),
+        ("preparation", "<br>".join(_e(n) for n in p.notes[:8])
+         + (f"<br>... {len(p.notes) - 8} more" if len(p.notes) > 8 else "")),
     ]
     return _table(("", ""), rows, "amct-model-summary")
 
@@ -71,11 +73,14 @@ def layers_html(session, limit: int | None = None) -> str:
         if limit is not None and i >= limit:
             break
         e = errs.get(l.name)
-        rows.append((i, _e(l.name), _e(l.op_type), _e(list(l.weight_shape)), "" if l.out_channels is None else str(l.out_channels),
+        rows.append((i, _e(l.name), _e(l.op_type), _e(list(l.weight_shape)),
+                     "" if l.out_channels is None else str(l.out_channels),
                      _e(session.planned(l.name)),
                      f"{e.sqnr_db:.1f}" if e else "", f"{e.cosine:.4f}" if e else ""))
-    more = f"<p>... {len(session.layers) - limit} more layers</p>" if limit is not None and len(session.layers) > limit else ""
-    return _table(("#", "layer", "op", "weight shape", "channels", "setting", "SQNR dB", "cosine"), rows, "amct-layers") + more
+    more = (f"<p>... {len(session.layers) - limit} more layers</p>"
+            if limit is not None and len(session.layers) > limit else "")
+    return _table(("#", "layer", "op", "weight shape", "channels", "setting", "SQNR dB", "cosine"), rows,
+                  "amct-layers") + more
 
 
 def range_errors_html(session, name: str) -> str:
@@ -96,8 +101,12 @@ def range_errors_html(session, name: str) -> str:
 
 def metrics_html(comparison) -> str:
     m = comparison.metrics()
-    f = lambda v: "n/a" if v is None else f"{v:.4f}"
-    rows = [("float", f(m["top1_fp"]), f(m["top5_fp"]), ""), ("int8 (fake-quant)", f(m["top1_q"]), f(m["top5_q"]), f(m["agreement"]))]
+
+    def f(v):
+        return "n/a" if v is None else f"{v:.4f}"
+
+    rows = [("float", f(m["top1_fp"]), f(m["top5_fp"]), ""),
+            ("int8 (fake-quant)", f(m["top1_q"]), f(m["top5_q"]), f(m["agreement"]))]
     return (f"<p style='font-size:12px'>{m['samples']} samples</p>"
             + _table(("model", "top-1", "top-5", "top-1 agreement"), rows, "amct-metrics"))
 
@@ -107,7 +116,10 @@ def grid_html(session, comparison, n: int = 8, k: int = 3) -> str:
     n = min(n, comparison.n)
     imgs = session.images(n)
     names = session.classes
-    label = lambda c: _e(names[c]) if names and c < len(names) else str(c)
+
+    def label(c):
+        return _e(names[c]) if names and c < len(names) else str(c)
+
     cells = []
     for i in range(n):
         img = imgs[i]
@@ -119,7 +131,8 @@ def grid_html(session, comparison, n: int = 8, k: int = 3) -> str:
             truth = f"<div>true: {label(int(comparison.labels[i]))}</div>"
         same = fp[0][0] == q[0][0]
         style = "" if same else "background:#fde0dc;"
-        lines = ["<b>float</b>"] + [f"{label(c)} {p:.3f}" for c, p in fp] + ["<b>int8</b>"] + [f"{label(c)} {p:.3f}" for c, p in q]
+        lines = (["<b>float</b>"] + [f"{label(c)} {p:.3f}" for c, p in fp]
+                 + ["<b>int8</b>"] + [f"{label(c)} {p:.3f}" for c, p in q])
         cells.append(
             f'<div class="amct-grid-cell" style="{style}display:inline-block;vertical-align:top;width:160px;'
             f'margin:3px;padding:3px;border:1px solid #ddd;font-size:11px">'

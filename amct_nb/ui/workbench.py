@@ -30,7 +30,8 @@ class Workbench(Panel):
         self.histogram_panel = HistogramPanel(s)
         self.settings_panel = SettingsPanel(s)
         self.compare_panel = ComparePanel(s)
-        self.panels = [self.model_panel, self.calibrate_panel, self.histogram_panel, self.settings_panel, self.compare_panel]
+        self.panels = [self.model_panel, self.calibrate_panel, self.histogram_panel, self.settings_panel,
+                       self.compare_panel]
         super().__init__(s, self.panels)
         self.header.value = f"<h2 class='amct-panel-title'>amct-nb workbench: {html.escape(s.prepared.name)}</h2>"
         self.settings_panel.table.observe(self.guarded(self._follow), names="active")

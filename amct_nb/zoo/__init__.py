@@ -81,7 +81,8 @@ def load(name: str = DEFAULT) -> ZooModel:
         fname, desc = _EMBEDDED[name]
         path = DATA_DIR / fname
         if not path.exists():
-            raise ModelError(f"the embedded model file {path} is missing: reinstall amct-nb (pip install --force-reinstall amct-nb)")
+            raise ModelError(f"the embedded model file {path} is missing: "
+                             "reinstall amct-nb (pip install --force-reinstall amct-nb)")
         classes = json.loads((DATA_DIR / "fmnist_classes.json").read_text())
         return ZooModel(name, path, classes, "fashion-mnist", desc)
     if name == "efficientnet-lite0":

@@ -244,7 +244,8 @@ def _fix_graph(m):
     m, _ = fold_pads(m)
     left = [n.name for n in m.graph.node if n.op_type == "Pad"]
     if left:
-        raise ModelError(f"EfficientNet export: {len(left)} Pad node(s) could not be folded into their Conv: use torch==2.13.0 ({INSTALL_HINT})")
+        raise ModelError(f"EfficientNet export: {len(left)} Pad node(s) could not be folded into their Conv: "
+                         f"use torch==2.13.0 ({INSTALL_HINT})")
 
     # Readable parameter names: folded conv weights are "onnx::Conv_541" -> "_blocks.0._project_conv.weight".
     taken = {t.name for t in m.graph.initializer}
@@ -255,7 +256,8 @@ def _fix_graph(m):
             if len(node.input) <= i or node.input[i] not in taken or node.input[i] in renames:
                 continue
             old = node.input[i]
-            new = old[4:] if old.startswith("net.") else f"{scope}.{suffix}" if old.startswith("onnx::") and scope else old
+            new = (old[4:] if old.startswith("net.")
+                   else f"{scope}.{suffix}" if old.startswith("onnx::") and scope else old)
             if new != old and new not in taken:
                 renames[old] = new
                 taken.add(new)
@@ -341,7 +343,9 @@ def build_efficientnet_lite0(path: str | os.PathLike | None = None) -> Path:
     try:
         onnx.checker.check_model(m, full_check=True)
     except Exception as e:
-        raise ModelError(f"the exported {NAME} is not valid ONNX ({e}): use the pinned versions ({INSTALL_HINT})") from e
+        raise ModelError(
+            f"the exported {NAME} is not valid ONNX ({e}): use the pinned versions ({INSTALL_HINT})"
+        ) from e
     _check(torch, model, m)
     _write_atomic(path, m.SerializeToString())
     log.info("built %s into %s in %.1f s", NAME, path, time.perf_counter() - t0)
