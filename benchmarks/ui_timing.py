@@ -72,11 +72,11 @@ def main(argv=None) -> dict:
             cpu.append(time.thread_time() - c)
         return ts, cpu
 
-    s._errors_cache.clear()
+    s.clear_range_errors()
     cold, cold_cpu = switch_times(picks)
     s.warm_range_errors(background=False)
     t = time.perf_counter()
-    s._errors_cache.clear()
+    s.clear_range_errors()
     s.warm_range_errors(background=False)
     out["range errors of every layer, ahead (s)"] = time.perf_counter() - t
     warm, warm_cpu = switch_times(list(reversed(picks)))

@@ -59,7 +59,8 @@ def test_out_channels_from_the_registry():
     x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 8, 4, 4])
     y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)
     wt = onnx.numpy_helper.from_array(np.ones((8, 3, 2, 2), np.float32), "wt")
-    g = helper.make_graph([helper.make_node("ConvTranspose", ["x", "wt"], ["y"], name="up", group=2)], "g", [x], [y], [wt])
+    node = helper.make_node("ConvTranspose", ["x", "wt"], ["y"], name="up", group=2)
+    g = helper.make_graph([node], "g", [x], [y], [wt])
     (up,) = find_layers(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]))
     assert up.out_channels == 6 and up.channel_axis is None  # grouped: per-tensor weights only
 

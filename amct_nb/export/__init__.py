@@ -3,8 +3,8 @@
 from .deploy import build_deploy
 from .fake_quant import build_fake_quant
 from .gated import GATES, Unit, build_gated, units_of
+from .metadata import stamp
 from .plan import PASS_ACTIVATIONS, LayerQuant, QuantPlan, TensorQuant
-from .stamp import stamp
 
 __all__ = ["build_deploy", "build_fake_quant", "build_gated", "units_of", "Unit", "GATES", "QuantPlan",
            "TensorQuant", "LayerQuant", "PASS_ACTIVATIONS", "stamp"]

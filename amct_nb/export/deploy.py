@@ -13,8 +13,8 @@ import onnx
 from onnx import helper
 
 from ..ir import GraphEdit, fit_ir_version
+from .metadata import stamp
 from .plan import QuantPlan
-from .stamp import stamp
 
 __all__ = ["build_deploy"]
 

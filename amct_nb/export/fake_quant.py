@@ -15,8 +15,8 @@ import onnx
 from onnx import helper
 
 from ..ir import GraphEdit, GraphIndex, fit_ir_version
+from .metadata import stamp
 from .plan import PASS_ACTIVATIONS, QuantPlan
-from .stamp import stamp
 
 __all__ = ["build_fake_quant", "requantized_by"]
 

@@ -2,7 +2,7 @@
 
 Every pass copies its input (the caller's model is never modified) and returns the new model
 with a list of :class:`~amct_nb.passes.base.Change` (empty when nothing applied). Which passes
-prepare a model for quantization, in which order, is :func:`amct_nb.ptq.prepare.prepare_passes`.
+prepare a model for quantization, in which order, is :func:`amct_nb.ptq.prepared.prepare_passes`.
 """
 
 from .base import BN_FOLDED, Change, fusion_info

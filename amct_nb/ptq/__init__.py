@@ -1,11 +1,11 @@
 """Post-training calibration: prepare, observe, scales (the record), plan, build, result, rebuild."""
 
-from .build import Decision, build, calibrate_record, quantize, record_decision, write_models
-from .observe import DEFAULT_BATCH_BYTES, Observation, collect_stats, observe
+from .fast_rebuild import rebuild, reusable_record
+from .observation import DEFAULT_BATCH_BYTES, Observation, collect_stats, observe
+from .pipeline import Decision, build, calibrate_record, quantize, record_decision, write_models
 from .plan import plan_from_record, range_spec
 from .points import input_channels, quant_points, select_layers
-from .prepare import Prepared, prepare, prepare_passes
-from .rebuild import rebuild, reusable_record
+from .prepared import Prepared, prepare, prepare_passes
 from .result import OUTPUT_FILES, QuantResult, fusion_info_of, modified_model_for, unsupported_ops
 from .scales import record_from_stats
 from .weights import layer_weight

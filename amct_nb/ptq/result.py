@@ -38,7 +38,7 @@ from ..quant import platform_report
 from ..reasons import Code, Reason
 from ..record import Record
 from .points import quant_points
-from .prepare import Prepared
+from .prepared import Prepared
 
 __all__ = ["QuantResult", "unsupported_ops", "modified_model_for", "fusion_info_of", "OUTPUT_FILES"]
 

@@ -19,7 +19,7 @@ from typing import Protocol
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, NotSupportedError
 from .grid import quantize_weight
 from .guard import pair_guard, pair_safe_quantize
 
@@ -132,10 +132,11 @@ register_scheme(Uniform())
 
 
 def get_scheme(name: str, where: str = "config") -> WeightScheme:
-    """The scheme called ``name``, or a ConfigError that names the problem and what exists."""
+    """The scheme called ``name``; a NotSupportedError for AMCT schemes amct-nb lacks, a ConfigError
+    for unknown names, each naming what exists."""
     if name in SCHEMES:
         return SCHEMES[name]
     if name in NOT_YET:
-        raise ConfigError(f"{where}: wts_algo '{name}' ({NOT_YET[name]}) is not supported by amct-nb yet: "
+        raise NotSupportedError(f"{where}: wts_algo '{name}' ({NOT_YET[name]}) is not supported by amct-nb yet: "
                           f"use {' or '.join(SCHEMES)}")
     raise ConfigError(f"{where}: wts_algo '{name}' is unknown: use {' or '.join(SCHEMES)}")

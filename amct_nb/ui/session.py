@@ -255,6 +255,10 @@ class Session:
             self._errors_cache[key] = range_errors(self.stats[l.activation], spec)
         return self._errors_cache[key]
 
+    def clear_range_errors(self) -> None:
+        """Forget the computed range errors (they are recomputed on demand)."""
+        self._errors_cache.clear()
+
     def clipped_share(self, name: str) -> float | None:
         """The share of the layer's input values its chosen range clips, when the range errors were
         already computed (:meth:`range_errors`, :meth:`warm_range_errors`); None otherwise."""

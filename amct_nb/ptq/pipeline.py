@@ -30,9 +30,9 @@ from ..ir import is_large, make_session
 from ..quant import resolve_guard
 from ..reasons import Code, Reason
 from ..record import Record
-from .observe import DEFAULT_BATCH_BYTES, Observation, collect_stats
+from .observation import DEFAULT_BATCH_BYTES, Observation, collect_stats
 from .plan import plan_from_record
-from .prepare import Prepared, prepare
+from .prepared import Prepared, prepare
 from .result import QuantResult, unsupported_ops
 from .scales import record_from_stats
 

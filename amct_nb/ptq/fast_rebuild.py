@@ -4,7 +4,7 @@ Turning layers off changes no range and no weight scale when all quantized layer
 setting (the layer whose settings decide a tensor's range may change, its settings do not): the
 kept layers' record entries and the scales of the tensors that stay quantization points go into a
 record, and ``build(..., record=...)`` makes the same models a full build makes. Any other
-change gets a full :func:`~amct_nb.ptq.build.build` from the same statistics.
+change gets a full :func:`~amct_nb.ptq.pipeline.build` from the same statistics.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import replace
 from ..config import QuantConfig
 from ..reasons import Code
 from ..record import TENSOR_PREFIX, LayerRecord, Record
-from .build import build
+from .pipeline import build
 from .points import quant_points
 from .result import QuantResult
 

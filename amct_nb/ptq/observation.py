@@ -20,7 +20,7 @@ from ..errors import Cancelled, DataError
 from ..ir import float_tensors, input_specs, make_session, with_outputs
 from ..quant import TensorStats
 from .points import quant_points
-from .prepare import Prepared
+from .prepared import Prepared
 
 __all__ = ["Observation", "observe", "collect_stats", "DEFAULT_BATCH_BYTES"]
 
