@@ -4,13 +4,13 @@ from .compare import Comparer, Comparison, LayerError
 from .metrics import channel_snr_db, cosine, db, error_sums, softmax, sqnr_db, topk_accuracy
 from .safety import MIN_CHANNEL_SNR_DB, MIN_SQNR_DB, flag_tensors, output_errors, tensor_errors
 from .sensitivity import (
-                          MIN_OUTPUT_SQNR_DB,
-                          GatedSession,
-                          OutputCheck,
-                          fallback_search,
-                          first_samples,
-                          harm_of,
-                          output_check,
+    MIN_OUTPUT_SQNR_DB,
+    GatedSession,
+    OutputCheck,
+    fallback_search,
+    first_samples,
+    harm_of,
+    output_check,
 )
 
 __all__ = [

@@ -6,26 +6,27 @@ Nothing here knows about quantization; every other room builds on it.
 from .edit import GraphEdit, clone, set_metadata
 from .files import atomic_write_bytes, atomic_write_text, check_output_dir, os_error, output_lock, save_model_file
 from .graph import (
-                    GraphIndex,
-                    InputSpec,
-                    attr,
-                    input_specs,
-                    is_default_domain,
-                    named_subgraphs,
-                    outer_names,
-                    subgraphs,
-                    walk_nodes,
+    GraphIndex,
+    InputSpec,
+    attr,
+    input_specs,
+    is_default_domain,
+    named_subgraphs,
+    outer_names,
+    subgraphs,
+    walk_nodes,
 )
 from .model import (
-                    LARGE_MODEL_BYTES,
-                    byte_size,
-                    fit_ir_version,
-                    is_large,
-                    load_model,
-                    model_opset,
-                    tensor_elem_types,
-                    validate,
-                    without_large_data,
+    LARGE_MODEL_BYTES,
+    ModelLike,
+    byte_size,
+    fit_ir_version,
+    is_large,
+    load_model,
+    model_opset,
+    tensor_elem_types,
+    validate,
+    without_large_data,
 )
 from .runtime import float_tensors, lean_options, make_session, with_outputs
 
@@ -34,7 +35,7 @@ __all__ = [
     "atomic_write_bytes", "atomic_write_text", "check_output_dir", "os_error", "output_lock", "save_model_file",
     "GraphIndex", "InputSpec", "attr", "input_specs", "is_default_domain", "named_subgraphs", "outer_names",
     "subgraphs", "walk_nodes",
-    "LARGE_MODEL_BYTES", "byte_size", "fit_ir_version", "is_large", "load_model", "model_opset", "tensor_elem_types",
-    "validate", "without_large_data",
+    "LARGE_MODEL_BYTES", "ModelLike", "byte_size", "fit_ir_version", "is_large", "load_model", "model_opset",
+    "tensor_elem_types", "validate", "without_large_data",
     "float_tensors", "lean_options", "make_session", "with_outputs",
 ]

@@ -13,6 +13,7 @@ from .graph import walk_nodes
 
 __all__ = [
     "load_model",
+    "ModelLike",
     "validate",
     "byte_size",
     "is_large",
@@ -23,6 +24,9 @@ __all__ = [
     "fit_ir_version",
     "tensor_elem_types",
 ]
+
+#: What a model argument may be: a path, the file's bytes, or a ModelProto.
+ModelLike = str | os.PathLike | bytes | onnx.ModelProto
 
 #: Operator domains that ONNX Runtime's CPU build runs without extra libraries.
 KNOWN_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml", "com.microsoft", "ai.onnx.preview.training"})
@@ -67,7 +71,7 @@ def _describe_file(path: Path) -> str:
     return ""
 
 
-def load_model(model, *, check: bool = True) -> onnx.ModelProto:
+def load_model(model: ModelLike, *, check: bool = True) -> onnx.ModelProto:
     """Load an ONNX model from a path, bytes or a ModelProto and validate it.
 
     The model file is only read, never written. External data next to the file is loaded.

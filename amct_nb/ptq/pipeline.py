@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import onnx
@@ -26,8 +27,8 @@ from ..analysis import flag_tensors, output_check, output_errors, tensor_errors
 from ..config import QuantConfig
 from ..errors import AmctError
 from ..export import QuantPlan, build_deploy, build_fake_quant
-from ..ir import is_large, make_session
-from ..quant import resolve_guard
+from ..ir import ModelLike, is_large, make_session
+from ..quant import TensorStats, resolve_guard
 from ..reasons import Code, Reason
 from ..record import Record
 from .observation import DEFAULT_BATCH_BYTES, Observation, collect_stats
@@ -170,7 +171,8 @@ def _plan_lines(plan: QuantPlan) -> list[str]:
 
 
 def build(
-    prepared: Prepared, config: QuantConfig | None = None, stats=None, *, record: Record | None = None
+    prepared: Prepared, config: QuantConfig | None = None, stats: Mapping[str, TensorStats] | None = None, *,
+    record: Record | None = None,
 ) -> QuantResult:
     """Ranges, record, plan and both models from statistics (an :class:`Observation` from
     :func:`collect_stats`, or a plain mapping of statistics, which gets no safety net), or from a
@@ -196,7 +198,7 @@ def build(
                        d.output_check)
 
 
-def quantize(model, data, config: QuantConfig | None = None, *, progress: bool = True,
+def quantize(model: ModelLike, data, config: QuantConfig | None = None, *, progress: bool = True,
              cancel: threading.Event | None = None, batch_bytes: int = DEFAULT_BATCH_BYTES) -> QuantResult:
     """Calibrate ``model`` on ``data`` and return the fake-quant and deploy models.
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import onnx
 
 from ..config import QuantConfig
-from ..ir import byte_size, fit_ir_version, is_large, load_model, without_large_data
+from ..ir import ModelLike, byte_size, fit_ir_version, is_large, load_model, without_large_data
 from ..ops import Layer, find_layers
 from ..passes import (
     Change,
@@ -58,7 +59,7 @@ class Prepared:
         raise KeyError(name)
 
 
-def prepare_passes(cfg: QuantConfig) -> list:
+def prepare_passes(cfg: QuantConfig) -> list[Callable[[onnx.ModelProto], tuple[onnx.ModelProto, list[Change]]]]:
     """The passes that prepare a model, in order: unique node names, opset >= 13, Constant weights
     as initializers, no-op nodes removed, BatchNorm folded (``do_fusion``), shapes inferred."""
     steps = [name_nodes, upgrade_opset, constants_to_initializers, remove_noops]
@@ -68,7 +69,7 @@ def prepare_passes(cfg: QuantConfig) -> list:
     return steps
 
 
-def prepare(model, config: QuantConfig | None = None) -> Prepared:
+def prepare(model: ModelLike, config: QuantConfig | None = None) -> Prepared:
     """Load, validate and prepare ``model`` (a path, bytes or ModelProto; never modified) with
     :func:`prepare_passes`, and find its layers."""
     cfg = config or QuantConfig()
