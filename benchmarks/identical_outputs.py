@@ -1,6 +1,7 @@
 """Same outputs, same speed: two versions of amct-nb calibrate the same models side by side.
 
-    python benchmarks/identical_outputs.py --base 9a97867 [--new WORKTREE] [--rounds 5] [--out benchmarks/IDENTICAL.md]
+    python benchmarks/identical_outputs.py --base 9a97867 [--new WORKTREE] [--rounds 5] [--ui-rounds 3]
+                                           [--out benchmarks/IDENTICAL.md]
 
 ``--base`` is a git revision of this repository (unpacked with ``git archive`` into a temporary
 folder); ``--new`` is a folder holding the package (default: this checkout, uncommitted changes
@@ -13,7 +14,8 @@ on the same inputs (decoded once, by this process):
 It compares the SHA-256 of the deploy and fake-quant models, ``tmp/record.txt`` and
 ``tmp/config.json`` of the two versions, and on EfficientNet-Lite0 the calibration wall time
 (``quantize`` + ``save``) and the process's peak RSS over ``--rounds`` interleaved rounds (medians,
-new/base ratios). Exit code 1 when any file differs.
+new/base ratios), and with ``--ui-rounds`` the notebook timings of ``benchmarks/ui_timing.py`` for both
+versions, interleaved. Exit code 1 when any file differs.
 """
 
 from __future__ import annotations
@@ -103,6 +105,21 @@ def run(tree: Path, model: str, data: Path, out: Path) -> dict:
     return res
 
 
+#: ui_timing measures compared between the versions (lower is better)
+UI_MEASURES = ("first build (s)", "Workbench shows (s)", "range errors of every layer, ahead (s)",
+               "histogram switch cold, median / max (ms)", "histogram switch warm, median / max (ms)",
+               "first compare (s)", "skip one layer + rebuild + re-score (s)")
+
+
+def ui_timing(tree: Path, out: Path) -> dict:
+    r = subprocess.run([sys.executable, str(HERE / "ui_timing.py"), "--tree", str(tree), "--json", str(out)],
+                       capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ""}, cwd=str(out.parent))
+    if r.returncode != 0:
+        raise RuntimeError(f"ui_timing on {tree} failed:\n{r.stderr[-3000:]}")
+    d = json.loads(out.read_text())
+    return {k: (v[0] if isinstance(v, list) else v) for k, v in d.items() if k in UI_MEASURES}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--base", required=True,
@@ -110,6 +127,7 @@ def main(argv=None) -> int:
     ap.add_argument("--new", default=str(REPO),
                     help="folder holding the amct_nb package to test (default: this checkout)")
     ap.add_argument("--rounds", type=int, default=5, help="interleaved EfficientNet-Lite0 rounds for time and memory")
+    ap.add_argument("--ui-rounds", type=int, default=0, help="interleaved rounds of ui_timing.py per version")
     ap.add_argument("--out", help="write the result table (markdown) here")
     a = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="amct-nb-identical-") as td:
@@ -149,7 +167,25 @@ def main(argv=None) -> int:
                   f"| {new['rss_gb'] / base['rss_gb']:.3f} |",
                   "", f"all walls (s): base {[round(x['wall'], 2) for x in timing['base']]}, "
                   f"new {[round(x['wall'], 2) for x in timing['new']]}",
-                  "", f"Reproduce: `python benchmarks/identical_outputs.py --base {a.base} --rounds {a.rounds}`"]
+                  "", f"all peak RSS (GB): base {[round(x['rss_gb'], 3) for x in timing['base']]}, "
+                  f"new {[round(x['rss_gb'], 3) for x in timing['new']]}",
+                  ""]
+        if a.ui_rounds:
+            ui = {"base": [], "new": []}
+            for r in range(a.ui_rounds):
+                for side in (("base", "new") if r % 2 == 0 else ("new", "base")):
+                    ui[side].append(ui_timing(trees[side], tmp / f"ui-{side}-{r}.json"))
+                    print(f"ui_timing {side} round {r + 1}: {ui[side][-1]}", flush=True)
+            lines += [f"Notebook timings (benchmarks/ui_timing.py: EfficientNet-Lite0, 100 + 100 images) over "
+                      f"{a.ui_rounds} interleaved rounds, medians (for two-number measures, the median):", "",
+                      "| measure | base | new | new / base |", "|---|---|---|---|"]
+            for k in UI_MEASURES:
+                b = statistics.median(x[k] for x in ui["base"])
+                n = statistics.median(x[k] for x in ui["new"])
+                lines.append(f"| {k} | {b:.3f} | {n:.3f} | {n / b:.3f} |")
+            lines.append("")
+        lines.append(f"Reproduce: `python benchmarks/identical_outputs.py --base {a.base} --rounds {a.rounds} "
+                     f"--ui-rounds {a.ui_rounds}`")
         text = "\n".join(lines) + "\n"
         print(text)
         if a.out:

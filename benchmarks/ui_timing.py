@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import statistics
 import sys
@@ -39,7 +40,11 @@ def main(argv=None) -> dict:
     ap.add_argument("--calib", type=int, default=100)
     ap.add_argument("--eval", type=int, default=100)
     ap.add_argument("--switches", type=int, default=10)
+    ap.add_argument("--tree", help="import amct_nb from this folder (another version; default: this checkout)")
+    ap.add_argument("--json", help="also write the measures to this JSON file")
     a = ap.parse_args(argv)
+    if a.tree:
+        sys.path.insert(0, str(Path(a.tree).resolve()))
 
     from amct_nb.ui import Session, Workbench
 
@@ -72,11 +77,13 @@ def main(argv=None) -> dict:
             cpu.append(time.thread_time() - c)
         return ts, cpu
 
-    s.clear_range_errors()
+    # (versions before the restructure had no public method for this)
+    clear = getattr(s, "clear_range_errors", None) or s._errors_cache.clear
+    clear()
     cold, cold_cpu = switch_times(picks)
     s.warm_range_errors(background=False)
     t = time.perf_counter()
-    s.clear_range_errors()
+    clear()
     s.warm_range_errors(background=False)
     out["range errors of every layer, ahead (s)"] = time.perf_counter() - t
     warm, warm_cpu = switch_times(list(reversed(picks)))
@@ -115,6 +122,8 @@ def main(argv=None) -> dict:
         elif isinstance(v, tuple):
             v = " / ".join(f"{x:.4g}" if isinstance(x, float) else str(x) for x in v)
         print(f"| {k} | {v} |")
+    if a.json:
+        Path(a.json).write_text(json.dumps(out, indent=1))
     return out
 
 
