@@ -115,8 +115,9 @@ def _output_stage(prepared: Prepared, cfg: QuantConfig, obs: Observation, guard:
     d.record, d.plan = _planned(prepared, cfg, obs, guard, tensors, layers)
 
 
-def record_decision(prepared: Prepared, cfg: QuantConfig, record: Record, guard: str) -> Decision:
-    """The plan of a given record; layers it leaves out stay float with the reason."""
+def record_decision(prepared: Prepared, cfg: QuantConfig, record: Record, guard: str,
+                    int_weights: dict | None = None) -> Decision:
+    """The plan of a given record (and given integer weights); layers it leaves out stay float with the reason."""
     float_layers = {}
     for l in prepared.layers:
         if l.name not in record.layers:
@@ -127,7 +128,7 @@ def record_decision(prepared: Prepared, cfg: QuantConfig, record: Record, guard:
             else:
                 float_layers[l.name] = Reason(Code.NOT_IN_RECORD, "not in the record")
     plan = plan_from_record(prepared.model, prepared.layers, cfg, record, guard, float_layers, {},
-                            cache=prepared.weight_cache)
+                            cache=prepared.weight_cache, int_weights=int_weights)
     return Decision(record, plan)
 
 
@@ -172,17 +173,21 @@ def _plan_lines(plan: QuantPlan) -> list[str]:
 
 def build(
     prepared: Prepared, config: QuantConfig | None = None, stats: Mapping[str, TensorStats] | None = None, *,
-    record: Record | None = None,
+    record: Record | None = None, int_weights: dict | None = None,
 ) -> QuantResult:
     """Ranges, record, plan and both models from statistics (an :class:`Observation` from
     :func:`collect_stats`, or a plain mapping of statistics, which gets no safety net), or from a
-    given ``record``."""
+    given ``record`` (with ``int_weights``: integer weights per layer used as they are, for jobs
+    such as convert-QAT that already decided them)."""
     cfg = (config or QuantConfig()).copy().validate([l.name for l in prepared.layers])
     guard, why = resolve_guard(cfg.saturation_guard)
     obs = Observation.of(stats)
     lines = [f"amct-nb: model {prepared.name}", *[f"prepare: {n}" for n in prepared.notes],
              f"saturation guard: {guard} ({why})"]
-    d = calibrate_record(prepared, cfg, obs, guard) if record is None else record_decision(prepared, cfg, record, guard)
+    if record is None:
+        d = calibrate_record(prepared, cfg, obs, guard)
+    else:
+        d = record_decision(prepared, cfg, record, guard, int_weights)
     lines += d.log
     _require_layers(prepared, d.plan)
     fake, deploy = write_models(prepared, d.plan)

@@ -17,7 +17,7 @@ from ..ops import OPS, Layer
 from ..quant import RangeSpec, quantize_bias
 from ..reasons import Reason
 from ..record import TENSOR_PREFIX, Record
-from .weights import layer_weight
+from .weights import given_weight, layer_weight
 
 __all__ = ["range_spec", "plan_from_record"]
 
@@ -47,9 +47,12 @@ def _check(record: Record, by_name: dict[str, Layer]) -> None:
 def plan_from_record(
     model: onnx.ModelProto, layers: list[Layer], cfg: QuantConfig, record: Record, guard: str = "none",
     float_layers: dict[str, Reason] | None = None, float_tensors: dict[str, Reason] | None = None,
-    cache: dict | None = None,
+    cache: dict | None = None, int_weights: dict[str, np.ndarray] | None = None,
 ) -> QuantPlan:
-    """Weights, biases and tensor grids of ``model`` from ``record`` (ordered like the graph)."""
+    """Weights, biases and tensor grids of ``model`` from ``record`` (ordered like the graph).
+
+    ``int_weights``: integer weights per layer that a job already decided (a converted QAT model);
+    they are used as they are with the record's scales (see :func:`~amct_nb.ptq.weights.given_weight`)."""
     idx = GraphIndex(model.graph)
     by_name = {l.name: l for l in layers}
     _check(record, by_name)
@@ -66,7 +69,10 @@ def plan_from_record(
         l = by_name[key]
         lc = cfg.for_layer(l.name, l.op_type)
         spec = OPS[l.op_type]
-        qw = layer_weight(idx, l, lc, guard, scale_w=r.scale_w, cache=cache)
+        if int_weights is not None and l.name in int_weights:
+            qw = given_weight(idx, l, int_weights[l.name], r.scale_w, lc, guard)
+        else:
+            qw = layer_weight(idx, l, lc, guard, scale_w=r.scale_w, cache=cache)
         lq = LayerQuant(l.name, l.op_type, l.activation, l.weight, spec.weight_index, l.bias, spec.bias_index,
                         qw.axis, qw.q, qw.scale, pairs_fixed=qw.pairs_fixed, weight_bits=lc.wts_bits)
         if l.bias is not None:

@@ -12,11 +12,12 @@ from __future__ import annotations
 import numpy as np
 
 from ..config import LayerConfig
+from ..errors import ConfigError
 from ..ir import GraphIndex
 from ..ops import OPS, Layer
-from ..quant import QuantizedWeight, WeightTask, bias_min_scale, get_scheme
+from ..quant import QuantizedWeight, WeightTask, bias_min_scale, get_scheme, pair_guard
 
-__all__ = ["layer_weight", "CACHE_ENTRIES"]
+__all__ = ["layer_weight", "given_weight", "CACHE_ENTRIES"]
 
 #: Most weight quantizations kept per cache.
 CACHE_ENTRIES = 512
@@ -49,3 +50,34 @@ def layer_weight(idx: GraphIndex, layer: Layer, lc: LayerConfig, guard: str, *, 
             cache.pop(next(iter(cache)))
         cache[key] = res
     return res
+
+
+def given_weight(idx: GraphIndex, layer: Layer, q: np.ndarray, scale_w, lc: LayerConfig, guard: str) -> QuantizedWeight:
+    """Integer weights a job already decided (a converted QAT model, a training run), taken as they
+    are: checked against the layer (shape, int8 range, one scale per output channel or one in all)
+    and changed only by the ``pairs`` saturation guard, which then counts the pairs it moved."""
+    spec = OPS[layer.op_type]
+    node = idx.node(layer.name)
+    q = np.asarray(q)
+    if q.shape != tuple(layer.weight_shape) or not np.issubdtype(q.dtype, np.integer):
+        raise ConfigError(f"layer {layer.name}: given integer weights of shape {list(q.shape)} ({q.dtype}) do not fit "
+                          f"its weight {list(layer.weight_shape)}")
+    if q.size and (q.min() < -128 or q.max() > 127):
+        raise ConfigError(f"layer {layer.name}: given weights span {int(q.min())}..{int(q.max())}, outside int8")
+    scale = np.asarray(scale_w, np.float32).reshape(-1)
+    axis = spec.channel_axis(node, q) if lc.channel_wise else None
+    want = q.shape[axis] if axis is not None else 1
+    if scale.size != want:
+        raise ConfigError(f"record: layer {layer.name} has {scale.size} scale_w values but its weight needs {want} "
+                          f"({'one per output channel' if axis is not None else 'per-tensor weights'})")
+    q = q.astype(np.int8)
+    fixed = 0
+    if guard == "pairs" and spec.kernel_rows(node, np.zeros(q.shape, np.int8)) is not None:
+        flat_idx = spec.kernel_rows(node, np.arange(q.size).reshape(q.shape))
+        qf = q.reshape(-1).astype(np.int32)
+        newq, fixed = pair_guard(qf[flat_idx], qf[flat_idx].astype(np.float64))
+        if fixed:
+            qf = qf.copy()
+            qf[flat_idx] = newq
+            q = qf.reshape(q.shape).astype(np.int8)
+    return QuantizedWeight(q, scale if axis is not None else scale.reshape(()), axis, fixed)

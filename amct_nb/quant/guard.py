@@ -13,7 +13,7 @@ import numpy as np
 
 from .probe import int8_saturates, pair_guard_exact
 
-__all__ = ["PAIR_LIMIT", "pair_guard", "pair_safe_quantize", "resolve_guard", "GUARD_MODES"]
+__all__ = ["PAIR_LIMIT", "pair_guard", "pair_safe_quantize", "pairs_over_limit", "resolve_guard", "GUARD_MODES"]
 
 #: ``saturation_guard`` settings of a config.
 GUARD_MODES = ("auto", "always", "reduce_range", "off")
@@ -106,6 +106,15 @@ def _pair_search(rows: np.ndarray, scale: np.ndarray, qmax: int, steps: int, lim
             bs[better] = s[better]
     best_q[search], best_s[search] = bq, bs
     return best_q, best_s
+
+
+def pairs_over_limit(q: np.ndarray, limit: int = PAIR_LIMIT) -> int:
+    """How many adjacent same-signed pairs of ``q`` ([C, K] in kernel order) exceed ``limit``: the
+    pairs a saturating int8 kernel would get wrong."""
+    q = np.asarray(q, np.int32)
+    kk = q.shape[1] - (q.shape[1] % 2)
+    a, b = q[:, 0:kk:2], q[:, 1:kk:2]
+    return int((((a > 0) & (b > 0) & (a + b > limit)) | ((a < 0) & (b < 0) & (-(a + b) > limit))).sum())
 
 
 def pair_guard(q: np.ndarray, real: np.ndarray, limit: int = PAIR_LIMIT) -> tuple[np.ndarray, int]:

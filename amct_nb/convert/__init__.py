@@ -1,0 +1,1 @@
+"""Convert a model quantized elsewhere (QDQ from PyTorch, TensorFlow, ONNX Runtime, NNCF) into a record."""
