@@ -12,6 +12,7 @@ This package imports no Jupyter, plotting or torch code; ``docs/architecture.md`
 """
 
 from ._version import __version__
+from .auto import AutoCalibration, auto_calibrate
 from .config import LayerConfig, QuantConfig
 from .errors import AmctError, Cancelled, ConfigError, DataError, ModelError, NotSupportedError, OutputError
 from .ir import load_model
@@ -23,6 +24,7 @@ from .record import Record
 __all__ = [
     "__version__",
     "quantize", "prepare", "collect_stats", "build", "rebuild", "Prepared", "QuantResult", "Observation",
+    "auto_calibrate", "AutoCalibration",
     "QuantConfig", "LayerConfig", "Record", "load_model", "OpSpec", "register", "Reason", "Code",
     "AmctError", "ModelError", "DataError", "ConfigError", "OutputError", "Cancelled", "NotSupportedError",
 ]

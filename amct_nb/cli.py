@@ -1,6 +1,7 @@
 """The ``amct-nb`` command: a thin client of the public Python API.
 
     amct-nb calibrate MODEL.onnx --data DATA --output OUTDIR [--prefix NAME]
+    amct-nb auto-calibrate MODEL.onnx --data DATA --evaluator EVAL.py --output OUTDIR [--max-loss X]
     amct-nb inspect MODEL.onnx
     amct-nb demo
 
@@ -14,6 +15,7 @@ import argparse
 import logging
 import sys
 import time
+from pathlib import Path
 
 __all__ = ["main"]
 
@@ -61,15 +63,27 @@ def _open_data(args):
     return open_data(args.data, _preprocess(args), limit=args.num_samples)
 
 
+def _add_config_options(c: argparse.ArgumentParser) -> None:
+    c.add_argument("--config", help="AMCT-style config.json with per-layer settings")
+    c.add_argument("--algo", choices=["mse", "minmax", "percentile", "entropy"],
+                   help="activation range algorithm for all layers")
+    c.add_argument("--per-tensor", action="store_true", help="per-tensor weight scales (default: per channel)")
+    c.add_argument("--symmetric", action="store_true", help="symmetric activations (default: asymmetric)")
+    c.add_argument("--skip-layers", help="comma-separated layer names to leave float")
+    c.add_argument("--saturation-guard", choices=["auto", "always", "reduce_range", "off"])
+    c.add_argument("--quiet", action="store_true")
+    c.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    _add_data_options(c)
+
+
 def _setup_logging(verbose: bool):
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
 
 
-def cmd_calibrate(args) -> int:
-    from . import QuantConfig, build, collect_stats, prepare
-    from .ir import check_output_dir
+def _config(args):
+    """The QuantConfig the calibration options give (``--config`` first, then the flags over it)."""
+    from . import QuantConfig
 
-    t0 = time.perf_counter()
     cfg = QuantConfig.load(args.config) if args.config else QuantConfig()
     if args.algo:
         cfg.default.act_algo = args.algo
@@ -81,6 +95,15 @@ def cmd_calibrate(args) -> int:
         cfg.skip_layers += [s for s in args.skip_layers.split(",") if s]
     if args.saturation_guard:
         cfg.saturation_guard = args.saturation_guard
+    return cfg
+
+
+def cmd_calibrate(args) -> int:
+    from . import build, collect_stats, prepare
+    from .ir import check_output_dir
+
+    t0 = time.perf_counter()
+    cfg = _config(args)
     check_output_dir(args.output, args.model)
     prepared = prepare(args.model, cfg)
     cfg.validate([l.name for l in prepared.layers])
@@ -109,6 +132,81 @@ def cmd_calibrate(args) -> int:
         print(f"size {sz['original'] / 1e6:.2f} MB -> {sz['deploy'] / 1e6:.2f} MB; {time.perf_counter() - t0:.1f} s")
         for k in ("fake_quant", "deploy", "config", "record", "modified", "log"):
             print(f"  {k:10s} {paths[k]}")
+    return 0
+
+
+def _load_evaluator(path):
+    """(evaluate, metric_eval or None) from a Python file: module-level ``evaluate(model_file) -> float``
+    (and ``metric_eval(original, new) -> (passed, loss)``), or AMCT's ``customize_evaluator`` object."""
+    import importlib.util
+
+    from .errors import ConfigError
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"evaluator file not found: {p}: give a .py file that defines evaluate(model_file) -> float")
+    spec = importlib.util.spec_from_file_location("amct_nb_user_evaluator", p)
+    mod = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(mod)
+    except Exception as e:
+        raise ConfigError(f"importing the evaluator file {p} failed ({type(e).__name__}: {e}): fix the file") from e
+    obj = getattr(mod, "customize_evaluator", None)
+    evaluate = getattr(mod, "evaluate", None) or getattr(obj, "evaluate", None)
+    metric_eval = getattr(mod, "metric_eval", None) or getattr(obj, "metric_eval", None)
+    if not callable(evaluate):
+        raise ConfigError(f"{p} defines no evaluate(model_file) -> float (nor a customize_evaluator object with one): "
+                          "add a function that scores the ONNX model at model_file, higher is better")
+    return evaluate, metric_eval
+
+
+def cmd_auto_calibrate(args) -> int:
+    import tempfile
+
+    from . import collect_stats, prepare
+    from .auto import AutoCalibrationError, loss_within, search
+    from .errors import ConfigError
+    from .ir import atomic_write_text, check_output_dir, save_model_file
+
+    t0 = time.perf_counter()
+    cfg = _config(args)
+    evaluate, metric_eval = _load_evaluator(args.evaluator)
+    if metric_eval is None and args.max_loss is None:
+        raise ConfigError("give the accuracy target: --max-loss X (original metric - new metric), or define "
+                          "metric_eval(original, new) -> (passed, loss) in the evaluator file")
+    check_output_dir(args.output, args.model)
+    prepared = prepare(args.model, cfg)
+    cfg.validate([l.name for l in prepared.layers])
+    obs = collect_stats(prepared, _open_data(args), progress=not args.quiet)
+    with tempfile.TemporaryDirectory(prefix="amct-nb-auto-") as work:
+
+        def score(res) -> float:
+            if res is None:
+                return evaluate(str(args.model))
+            path = Path(work) / "candidate.onnx"
+            save_model_file(res.deploy_model if args.evaluate_on == "deploy" else res.fake_quant_model, path)
+            return evaluate(str(path))
+
+        try:
+            outcome = search(prepared, obs, score, metric_eval or loss_within(args.max_loss), cfg,
+                             strategy=args.strategy, sensitivity=args.sensitivity, progress=not args.quiet)
+        except AutoCalibrationError as e:
+            if e.history:
+                from .auto import AutoCalibration
+
+                hist = AutoCalibration(0.0, e.history, [], e.layers, "", "", None, cfg).history_json()
+                atomic_write_text(Path(args.output) / "amct_log" / "accuracy_based_auto_calibration_record.json", hist)
+            raise
+    paths = outcome.save(args.output, prefix=args.prefix)
+    if not args.quiet:
+        f = outcome.final
+        print(f"original metric {outcome.original_metric:.6g}; {outcome.evaluations} evaluation(s); "
+              f"{len(outcome.float_layers)} of {len(outcome.layers)} layer(s) rolled back to float; final metric "
+              f"{f.metric:.6g} (loss {f.loss:.6g}); ranking: {outcome.sensitivity}; {time.perf_counter() - t0:.1f} s")
+        for n in outcome.float_layers:
+            print(f"  float: {n}")
+        for k in ("fake_quant", "deploy", "final_config", "ranking", "history"):
+            print(f"  {k:12s} {paths[k]}")
     return 0
 
 
@@ -147,17 +245,27 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--data", required=True, help="folder of images, .npy, .npz, or folder of .npz files")
     c.add_argument("--output", required=True, help="output folder (created if needed)")
     c.add_argument("--prefix", help="name of the output models (default: the model file's stem)")
-    c.add_argument("--config", help="AMCT-style config.json with per-layer settings")
-    c.add_argument("--algo", choices=["mse", "minmax", "percentile", "entropy"],
-                   help="activation range algorithm for all layers")
-    c.add_argument("--per-tensor", action="store_true", help="per-tensor weight scales (default: per channel)")
-    c.add_argument("--symmetric", action="store_true", help="symmetric activations (default: asymmetric)")
-    c.add_argument("--skip-layers", help="comma-separated layer names to leave float")
-    c.add_argument("--saturation-guard", choices=["auto", "always", "reduce_range", "off"])
-    c.add_argument("--quiet", action="store_true")
-    c.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-    _add_data_options(c)
+    _add_config_options(c)
     c.set_defaults(func=cmd_calibrate)
+
+    a = sub.add_parser("auto-calibrate", help="accuracy-based automatic calibration: the most int8 layers that keep "
+                                              "your metric within a target")
+    a.add_argument("model", help="the float ONNX model (never modified)")
+    a.add_argument("--data", required=True, help="calibration data: folder of images, .npy, .npz, or folder of .npz")
+    a.add_argument("--evaluator", required=True, help="a .py file defining evaluate(model_file) -> float (higher is "
+                                                      "better) and optionally metric_eval(original, new) -> (passed, "
+                                                      "loss); AMCT's customize_evaluator object works too")
+    a.add_argument("--output", required=True, help="output folder (created if needed)")
+    a.add_argument("--prefix", help="name of the output models (default: the model file's stem)")
+    a.add_argument("--max-loss", type=float, help="largest acceptable original - new metric, e.g. 0.005")
+    a.add_argument("--strategy", choices=["Recovering", "BinarySearch"], help="search (default: Recovering; "
+                                                                              "BinarySearch is AMCT's)")
+    a.add_argument("--sensitivity", choices=["output", "output_alone", "CosineSimilarity", "MseSensitivity"],
+                   help="layer ranking (default: output; CosineSimilarity is AMCT's)")
+    a.add_argument("--evaluate-on", choices=["deploy", "fake_quant"], default="deploy",
+                   help="which quantized model evaluate() gets (default: the deploy model ONNX Runtime runs)")
+    _add_config_options(a)
+    a.set_defaults(func=cmd_auto_calibrate)
 
     i = sub.add_parser("inspect", help="list a model's inputs and quantizable layers")
     i.add_argument("model")

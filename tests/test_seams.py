@@ -100,12 +100,6 @@ def test_nuq_is_a_clear_error_not_a_silent_fallback(tmp_path):
         an.QuantConfig().set("fc", wts_algo="kmeans")
 
 
-def test_auto_calibration_says_it_is_not_there_yet():
-    assert "accuracy_based_auto_calibration" in amct.__all__  # the public name stays
-    with pytest.raises(an.NotSupportedError, match="not available in amct-nb yet.*min_output_sqnr_db"):
-        amct.accuracy_based_auto_calibration("m.onnx", None, "c.json", "r.txt", "out")
-
-
 def test_weight_schemes_are_a_registry():
     """A scheme registered under a name is what ``wts_algo`` selects; the plan and both models use
     its integers (here: uniform weights rounded down to even values)."""

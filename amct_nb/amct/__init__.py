@@ -24,19 +24,24 @@ from pathlib import Path
 
 import onnxruntime as ort
 
+from ..analysis import CosineSimilarity as CosineSimilaritySensitivity
+from ..analysis import MseSensitivity, SensitivityBase
+from ..auto import AutoCalibrationStrategyBase, BinarySearchStrategy
 from ..config import LayerConfig, QuantConfig
-from ..errors import ConfigError, NotSupportedError
+from ..errors import ConfigError
 from ..ir import atomic_write_text, load_model, save_model_file
 from ..ops import find_layers
 from ..passes import Change, name_nodes
 from ..ptq import Prepared, build, input_channels, modified_model_for, prepare
 from ..record import Record
+from .auto import AutoCalibrationEvaluatorBase, accuracy_based_auto_calibration
 from .cfg import config_from_definition
 from .session import InferenceSession, modified_metadata
 
 __all__ = [
     "create_quant_config", "quantize_model", "save_model", "InferenceSession", "AMCT_SO",
-    "accuracy_based_auto_calibration",
+    "accuracy_based_auto_calibration", "AutoCalibrationEvaluatorBase", "AutoCalibrationStrategyBase",
+    "BinarySearchStrategy", "SensitivityBase", "CosineSimilaritySensitivity", "MseSensitivity",
 ]
 
 #: Kept so that code written for AMCT runs; use :class:`InferenceSession` to calibrate.
@@ -122,13 +127,3 @@ def save_model(modified_onnx_file, record_file, save_path) -> dict:
     save_model_file(result.deploy_model, paths["deploy"])
     atomic_write_text(paths["quant_json"], json.dumps({"fusion_info": fusion}, indent=2) + "\n")
     return paths
-
-
-def accuracy_based_auto_calibration(model_file, model_evaluator, config_file, record_file, save_dir,
-                                    strategy="BinarySearch", sensitivity="CosineSimilarity"):
-    """AMCT's accuracy-based automatic calibration: not in amct-nb yet (raises NotSupportedError)."""
-    raise NotSupportedError(
-        "accuracy_based_auto_calibration is not available in amct-nb yet. What exists: calibration with the safety "
-        "net's output check (amct_nb.quantize, QuantConfig.min_output_sqnr_db), which leaves float the layers the "
-        "outputs cannot afford; or skip layers by hand with skip_layers / quant_enable: false"
-    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 
 import onnx
 
@@ -11,10 +12,26 @@ from ..data import check_feed
 from ..errors import ModelError
 from ..ir import atomic_write_text, input_specs, load_model, make_session, with_outputs
 from ..ops import find_layers
-from ..ptq import record_from_stats
+from ..ptq import Observation, record_from_stats
 from ..quant import TensorStats, resolve_guard
 
-__all__ = ["InferenceSession", "modified_metadata"]
+__all__ = ["InferenceSession", "modified_metadata", "capture_sessions", "KEEP_SAMPLES"]
+
+#: Calibration samples a session keeps for the safety net and sensitivity measurements.
+KEEP_SAMPLES = 8
+_SINKS: list[list] = []
+
+
+@contextmanager
+def capture_sessions():
+    """Collect the InferenceSessions created inside the block (in a list), e.g. the ones a user's
+    ``evaluator.calibration(modified_model)`` opens, so their statistics can be used afterwards."""
+    sink: list = []
+    _SINKS.append(sink)
+    try:
+        yield sink
+    finally:
+        _SINKS.remove(sink)
 
 
 def modified_metadata(model: onnx.ModelProto, where) -> dict:
@@ -36,7 +53,6 @@ class InferenceSession:
     """
 
     def __init__(self, modified_onnx_file, sess_options=None, providers=None, **kwargs):
-        self._path = str(modified_onnx_file)
         self._model = load_model(modified_onnx_file)
         self._meta = modified_metadata(self._model, modified_onnx_file)
         self._tensors = json.loads(self._meta["amct_nb.observe"])
@@ -46,6 +62,10 @@ class InferenceSession:
         self._specs = input_specs(self._model)
         self.batch_num = int(self._meta.get("amct_nb.batch_num", "1"))
         self.batches = 0
+        self.samples: list[dict] = []  # the first calibration feeds (KEEP_SAMPLES samples at most)
+        self._kept = 0
+        for sink in _SINKS:
+            sink.append(self)
 
     def get_inputs(self):
         return self._session.get_inputs()
@@ -60,12 +80,21 @@ class InferenceSession:
             return self._session.run(names, feed, run_options)
         res = self._session.run(names + self._tensors, feed, run_options)
         n = next(iter(feed.values())).shape[0] if self._specs and self._specs[0].batch_dynamic else 1
+        if self._kept < KEEP_SAMPLES:
+            take = min(n, KEEP_SAMPLES - self._kept)
+            self.samples.append({k: (v[:take] if v.ndim and v.shape[0] == n and take < n else v).copy()
+                                 for k, v in feed.items()})
+            self._kept += take
         for t, v in zip(self._tensors, res[len(names):]):
             self._stats[t].update(v, samples=n)
         self.batches += 1
         if self.batches == self.batch_num:
             self._write_record()
         return res[: len(names)]
+
+    def observation(self) -> Observation:
+        """What the calibration batches showed: statistics and the first samples."""
+        return Observation(dict(self._stats), list(self.samples))
 
     def _write_record(self):
         cfg = QuantConfig.load(self._meta["amct_nb.config_file"])

@@ -1,10 +1,11 @@
-"""Model writers: the deploy (QDQ int8), fake-quant and gated models, all from a QuantPlan."""
+"""Model writers: the deploy (QDQ int8), fake-quant, gated and local models, all from a QuantPlan."""
 
 from .deploy import build_deploy
 from .fake_quant import build_fake_quant
 from .gated import GATES, Unit, build_gated, units_of
+from .local import build_local, local_output
 from .metadata import stamp
 from .plan import PASS_ACTIVATIONS, LayerQuant, QuantPlan, TensorQuant
 
-__all__ = ["build_deploy", "build_fake_quant", "build_gated", "units_of", "Unit", "GATES", "QuantPlan",
-           "TensorQuant", "LayerQuant", "PASS_ACTIVATIONS", "stamp"]
+__all__ = ["build_deploy", "build_fake_quant", "build_gated", "build_local", "local_output", "units_of", "Unit",
+           "GATES", "QuantPlan", "TensorQuant", "LayerQuant", "PASS_ACTIVATIONS", "stamp"]
