@@ -260,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--max-loss", type=float, help="largest acceptable original - new metric, e.g. 0.005")
     a.add_argument("--strategy", choices=["Recovering", "BinarySearch"], help="search (default: Recovering; "
                                                                               "BinarySearch is AMCT's)")
-    a.add_argument("--sensitivity", choices=["output", "output_alone", "CosineSimilarity", "MseSensitivity"],
+    a.add_argument("--sensitivity", choices=["output", "output_left_out", "CosineSimilarity", "MseSensitivity"],
                    help="layer ranking (default: output; CosineSimilarity is AMCT's)")
     a.add_argument("--evaluate-on", choices=["deploy", "fake_quant"], default="deploy",
                    help="which quantized model evaluate() gets (default: the deploy model ONNX Runtime runs)")

@@ -10,9 +10,11 @@ Two cases where plain post-training quantization loses a lot:
   saturation guard: calibration on its 100 calibration images, top-1 on 5,000 test images of Debian's
   ``dataset-fashion-mnist`` (``--quick``: 1,000; without the package: the 500 the zoo ships).
 
-Target: at most 0.5 pt of top-1 lost. Each row is one search in this process, on the same
-statistics and the same evaluation function (the deploy model in ONNX Runtime): evaluations
-(the original model's included), layers left float, final loss, wall time. NNCF's
+Target: at most 0.5 pt of top-1 lost. On 400 images that is two images, so whether a config
+passes is partly chance; EfficientNet-Lite0 therefore also runs with a smoother metric, top-1
+agreement with the float model (target: at least 97%). Each row is one search in this process, on
+the same statistics and the same evaluation function (the deploy model in ONNX Runtime):
+evaluations (the original model's included), layers left float, final metric and loss, wall time. NNCF's
 ``quantize_with_accuracy_control`` runs in its own virtual environment when ``--nncf-python`` names
 its interpreter (it needs ``pip install nncf onnx onnxruntime``; its result is scored by the same
 evaluation here).
@@ -41,6 +43,7 @@ FMNIST_TEST = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz"
 RUNS = [  # (label, strategy, sensitivity)
     ("AMCT: BinarySearch + CosineSimilarity (layer-local)", "BinarySearch", "CosineSimilarity"),
     ("BinarySearch + output sensitivity", "BinarySearch", None),
+    ("Recovering + CosineSimilarity (layer-local)", None, "CosineSimilarity"),
     ("amct-nb default: Recovering + output sensitivity", None, None),
 ]
 
@@ -123,28 +126,35 @@ def main(argv=None) -> int:
     lines = [f"# Accuracy-based auto calibration (target: top-1 loss <= {MAX_LOSS * 100:g} pt)", "",
              "Produced by `python benchmarks/auto_calibration.py" + (" --quick" if a.quick else "")
              + "`. Evaluations count every call of the evaluation function, the original model's included.", ""]
-    for name in ([a.only] if a.only else ["efficientnet", "fmnist"]):
-        model, x_cal, x_ev, y_ev, cfg = case(name, a.quick)
+    names = ["efficientnet", "efficientnet:agreement", "fmnist"]
+    for name in [n for n in names if not a.only or n.split(":")[0] == a.only]:
+        model, x_cal, x_ev, y_ev, cfg = case(name.split(":")[0], a.quick)
         evaluate = top1_evaluator(x_ev, y_ev)
         p = an.prepare(model, cfg)
         obs = an.collect_stats(p, x_cal, progress=False)
         no_check = cfg.copy()
         no_check.min_output_sqnr_db = None  # plain PTQ: the safety net's output check off, as in the search
         plain = an.build(p, no_check, obs)
+        max_loss, what = MAX_LOSS, "top-1"
+        if name.endswith(":agreement"):  # top-1 agreement with the float model, on the same images
+            float_pred = top1_predictions(p.original, x_ev)
+            evaluate = top1_evaluator(x_ev, float_pred)
+            max_loss, what = 0.03, "top-1 agreement with the float model"
         fp = evaluate(p.original)
         plain_acc = evaluate(plain.deploy_model)
         checked = an.build(p, cfg, obs)
         checked_acc = evaluate(checked.deploy_model)
-        lines += [f"## {name}: {len(plain.quantized_layers)} int8 layers with per-tensor weights; float top-1 "
-                  f"{fp:.4f}, plain PTQ {plain_acc:.4f} ({len(x_ev)} evaluation images); with amct-nb's default output "
-                  f"check {checked_acc:.4f} ({len(checked.float_layers) - len(plain.float_layers)} more float)", "",
-                  "| search | evaluations | float layers | final top-1 | loss (pt) | wall (s) |",
+        lines += [f"## {name.split(':')[0]}, {what} (loss <= {100 * max_loss:g} pt): {len(plain.quantized_layers)} "
+                  f"int8 layers with per-tensor weights; float {fp:.4f}, plain PTQ {plain_acc:.4f} ({len(x_ev)} "
+                  f"evaluation images); with amct-nb's default output check {checked_acc:.4f} "
+                  f"({len(checked.float_layers) - len(plain.float_layers)} more float)", "",
+                  f"| search | evaluations | float layers | final {what} | loss (pt) | wall (s) |",
                   "|---|---|---|---|---|---|"]
 
         def score(res, evaluate=evaluate, p=p):
             return evaluate(p.original if res is None else res.deploy_model)
 
-        metric_eval = an_loss(MAX_LOSS)
+        metric_eval = an_loss(max_loss)
         for label, strat, sens in RUNS:
             t = time.perf_counter()
             r = search(p, obs, score, metric_eval, cfg, strategy=strat, sensitivity=sens, progress=False)
@@ -153,7 +163,7 @@ def main(argv=None) -> int:
             lines.append(f"| {label} | {r.evaluations} | {len(r.float_layers)} | {f.metric:.4f} | {100 * f.loss:.2f} | "
                          f"{wall:.0f} |")
             print(lines[-1], flush=True)
-        if a.nncf_python:
+        if a.nncf_python and not name.endswith(":agreement"):
             with tempfile.TemporaryDirectory() as td:
                 res = run_nncf(a.nncf_python, model, x_cal, x_ev, y_ev, Path(td))
                 if "error" in res:
@@ -174,6 +184,14 @@ def main(argv=None) -> int:
     if a.out:
         Path(a.out).write_text(text)
     return 0
+
+
+def top1_predictions(model, x, batch: int = 50):
+    from amct_nb.ir import make_session
+
+    s = make_session(model)
+    n = s.get_inputs()[0].name
+    return np.concatenate([s.run(None, {n: x[i:i + batch]})[0].argmax(-1) for i in range(0, len(x), batch)])
 
 
 def an_loss(max_loss):

@@ -351,3 +351,26 @@ def test_panels_work_alone():
     c = ComparePanel(s)
     c.compare()
     assert c.session.comparison is not None and "amct-grid-cell" in c.grid.value
+
+
+def test_auto_calibration_panel_runs_and_opens_the_config_in_the_table():
+    from amct_nb.ui import AutoCalibrationPanel
+
+    zm = zoo.load("fmnist-mobilenetv2")
+    cfg = an.QuantConfig()
+    cfg.default.channel_wise = False
+    wb = Workbench("fmnist-mobilenetv2", config=cfg, eval_data=zm.test_data(300))
+    seen = []
+    wb.session.on("auto_trial", lambda s, t: seen.append(t))
+    wb.auto_panel.max_loss.value = 0.5
+    outcome = wb.auto_panel.run(wait=True)
+    assert seen == [t for t in outcome.trials if t.evaluated] and outcome.final.passed
+    assert wb.session.result is outcome.result and wb.result.float_layers.keys() >= set(outcome.float_layers)
+    rows = {r["name"]: r for r in wb.settings_panel.table.rows}
+    for name in outcome.float_layers:  # the layer table shows the final config
+        assert rows[name]["quant_enable"] is False
+    html = wb.auto_panel.static_html()
+    assert "amct-trials" in html and "<img" in html and len(wb.auto_panel.chart.value) > 1000
+    alone = AutoCalibrationPanel(Session("fmnist-resnet", eval_data=(zm.test_data(10)[0], None)))
+    with pytest.raises(an.DataError, match="needs a metric"):
+        alone.run(wait=True)

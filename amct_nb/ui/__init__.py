@@ -11,6 +11,7 @@ a :class:`Session`, which also works without Jupyter.
 
 from amct_nb.analysis import Comparer, Comparison, LayerError
 
+from .auto_panel import AutoCalibrationPanel
 from .layer_table import LayerTable
 from .panels import CalibratePanel, ComparePanel, HistogramPanel, ModelPanel, SettingsPanel
 from .session import Session
@@ -18,5 +19,5 @@ from .workbench import Workbench
 
 __all__ = [
     "Workbench", "Session", "ModelPanel", "CalibratePanel", "HistogramPanel", "SettingsPanel", "ComparePanel",
-    "LayerTable", "Comparer", "Comparison", "LayerError",
+    "LayerTable", "Comparer", "Comparison", "LayerError", "AutoCalibrationPanel",
 ]

@@ -14,7 +14,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullLocator
 
-__all__ = ["histogram_figure", "error_figure", "png", "png_data_uri", "image_png", "ALGO_COLORS", "CHOSEN_COLOR"]
+__all__ = ["histogram_figure", "error_figure", "auto_figure", "png", "png_data_uri", "image_png", "ALGO_COLORS",
+           "CHOSEN_COLOR"]
 
 #: Line colour of each range algorithm in the histogram (the tables show the same key).
 ALGO_COLORS = {"mse": "#d62728", "minmax": "#7f7f7f", "percentile": "#2ca02c", "entropy": "#9467bd"}
@@ -129,4 +130,32 @@ def error_figure(comparison, n: int = 20) -> Figure:
     ax2.set_xlabel("cosine similarity (red dots)", fontsize=8, color="#d62728")
     ax2.tick_params(axis="x", labelsize=7, colors="#d62728")
     ax.set_title(f"worst {len(worst)} layers over {comparison.error_samples} samples", fontsize=9)
+    return fig
+
+
+def auto_figure(outcome, n: int = 20) -> Figure:
+    """Left: the sensitivity ranking (the ``n`` most sensitive layers, most sensitive on top).
+    Right: the metric of each tried config against its number of float layers (green: passed)."""
+    fig = Figure(figsize=(9.0, 3.4))
+    ax, ax2 = fig.subplots(1, 2, width_ratios=[3, 2])
+    fig.subplots_adjust(left=0.28, right=0.98, bottom=0.16, top=0.86, wspace=0.35)
+    top = outcome.ranking[:n]
+    if top:
+        y = np.arange(len(top))
+        ax.barh(y, [s for _, s in top], color="#1f77b4")
+        ax.set_yticks(y, [name[-36:] for name, _ in top], fontsize=6)
+        ax.invert_yaxis()
+        ax.set_title(f"sensitivity ({outcome.sensitivity}), lower is more sensitive", fontsize=8)
+        ax.tick_params(axis="x", labelsize=7)
+    else:
+        ax.text(0.5, 0.5, "no ranking needed:\neverything int8 met the target", ha="center", va="center", fontsize=8)
+        ax.set_axis_off()
+    done = [t for t in outcome.trials if t.evaluated]
+    colors = ["#2ca02c" if t.passed else "#d62728" for t in done]
+    ax2.scatter([len(t.float_layers) for t in done], [t.metric for t in done], c=colors, s=18, zorder=3)
+    ax2.axhline(outcome.original_metric, color="#7f7f7f", lw=0.8, ls="--")
+    ax2.set_xlabel("float layers", fontsize=8)
+    ax2.set_ylabel("metric", fontsize=8)
+    ax2.set_title(f"{len(done)} configs tried (dashed: float model)", fontsize=8)
+    _light(ax2)
     return fig

@@ -26,6 +26,8 @@ from onnx import numpy_helper
 import amct_nb as an
 from amct_nb import zoo
 from amct_nb.analysis import Comparer, Comparison
+from amct_nb.auto import AutoCalibration, loss_within, top1_evaluator
+from amct_nb.auto import search as auto_search
 from amct_nb.config import QuantConfig
 from amct_nb.errors import ConfigError, DataError
 from amct_nb.ptq import range_spec
@@ -34,7 +36,7 @@ from amct_nb.quant import RangeSpec, range_errors
 __all__ = ["Session", "EVENTS"]
 
 #: What a session announces to its listeners.
-EVENTS = ("config", "stats", "result", "compare", "progress", "errors")
+EVENTS = ("config", "stats", "result", "compare", "progress", "errors", "auto_trial", "auto")
 
 
 def _as_images(x: np.ndarray) -> np.ndarray:
@@ -83,6 +85,7 @@ class Session:
         self.stats: dict | None = None
         self.result: an.QuantResult | None = None
         self.comparison: Comparison | None = None
+        self.auto: AutoCalibration | None = None
         self.timings: dict[str, float] = {}
         self._listeners: dict[str, list] = {e: [] for e in EVENTS}
         self._lock = threading.RLock()
@@ -335,6 +338,41 @@ class Session:
         self.timings["compare"] = time.perf_counter() - t0
         self.emit("compare")
         return self.comparison
+
+    def auto_calibrate(self, max_loss: float = 0.005, evaluate=None, *, metric_eval=None, strategy=None,
+                       sensitivity=None, evaluate_on: str = "deploy") -> AutoCalibration:
+        """Accuracy-based auto calibration on this session's statistics (calibrating first if needed):
+        ``evaluate(model_proto) -> float`` (default: top-1 on ``eval_data``, which then needs labels).
+        Emits ``"auto_trial"`` after each evaluated config and ``"auto"`` at the end; the final config
+        and result become the session's."""
+        if self.stats is None:
+            self.calibrate(build=False)
+        if evaluate is None:
+            x, labels = self.eval_arrays()
+            if labels is None:
+                raise DataError("auto calibration needs a metric: pass eval_data=(x, labels) to the Workbench, or "
+                                "evaluate=your_function(model) -> float")
+            evaluate = top1_evaluator(x, labels)
+        me = metric_eval or loss_within(max_loss)
+        self.auto = None
+
+        def score(res):
+            if res is None:
+                return evaluate(self.prepared.original)
+            return evaluate(res.deploy_model if evaluate_on == "deploy" else res.fake_quant_model)
+
+        t0 = time.perf_counter()
+        outcome = auto_search(self.prepared, self.stats, score, me, self.config, strategy=strategy,
+                              sensitivity=sensitivity, progress=False, on_trial=lambda t: self.emit("auto_trial", t))
+        with self._lock:
+            self.auto = outcome
+            self.config = outcome.config.copy()
+            self.result = outcome.result
+        self.timings["auto"] = time.perf_counter() - t0
+        self.emit("config")
+        self.emit("result")
+        self.emit("auto")
+        return outcome
 
     def skip_and_rescore(self, name: str) -> Comparison:
         """Turn one layer off, rebuild from the same statistics and compare again."""

@@ -12,7 +12,8 @@ import onnx
 
 from .figures import image_png, png_data_uri
 
-__all__ = ["model_summary_html", "layers_html", "range_errors_html", "metrics_html", "grid_html", "param_count"]
+__all__ = ["trials_html", "model_summary_html", "layers_html", "range_errors_html", "metrics_html", "grid_html",
+           "param_count"]
 
 _TABLE = 'style="border-collapse:collapse;font-size:12px"'
 _TD = 'style="border:1px solid #ddd;padding:2px 6px;text-align:left"'
@@ -140,3 +141,19 @@ def grid_html(session, comparison, n: int = 8, k: int = 3) -> str:
             + "<br>".join(lines) + "</div>"
         )
     return '<div class="amct-compare-grid">' + "".join(cells) + "</div>"
+
+
+def trials_html(outcome) -> str:
+    """One row per tried config: float layers, metric, loss, passed (the final one marked)."""
+    final = outcome.final
+    rows = []
+    for t in outcome.trials:
+        names = ", ".join(_e(n) for n in t.float_layers[:6]) + (f" ... (+{len(t.float_layers) - 6})"
+                                                                if len(t.float_layers) > 6 else "")
+        mark = " (final)" if final is not None and t is final else ""
+        rows.append((f"{t.index}{mark}", len(t.float_layers), names or "none", f"{t.metric:.4f}", f"{t.loss:.4g}",
+                     "yes" if t.passed else "no"))
+    head = (f"<p style='font-size:12px'>original metric {outcome.original_metric:.4f}; {outcome.evaluations} "
+            f"evaluations; strategy {_e(outcome.strategy)}; {len(outcome.float_layers)} of {len(outcome.layers)} "
+            f"layers rolled back</p>")
+    return head + _table(("config", "float layers", "which", "metric", "loss", "passed"), rows, "amct-trials")

@@ -1,9 +1,10 @@
-"""Workbench: the five panels over one session, top to bottom in the order of the work."""
+"""Workbench: the six panels over one session, top to bottom in the order of the work."""
 
 from __future__ import annotations
 
 import html
 
+from .auto_panel import AutoCalibrationPanel
 from .panels import CalibratePanel, ComparePanel, HistogramPanel, ModelPanel, Panel, SettingsPanel, as_session
 
 __all__ = ["Workbench"]
@@ -17,12 +18,14 @@ class Workbench(Panel):
     :func:`amct_nb.collect_stats`), ``eval_data=(x, labels)`` and ``classes``. ``images``: what
     to show next to predictions (default: the rescaled inputs). A :class:`Session` is accepted
     in place of the model. Clicking a layer's name in the table shows its histogram.
+    ``evaluate(model_proto) -> float``: the metric of the auto calibration panel (default: top-1
+    on ``eval_data``).
     """
 
     heading = "amct-nb workbench"
 
     def __init__(self, model, calibration_data=None, eval_data=None, classes=None, images=None, config=None,
-                 error_samples: int = 16):
+                 error_samples: int = 16, evaluate=None):
         s = as_session(model, calibration_data=calibration_data, eval_data=eval_data, classes=classes, images=images,
                        config=config, error_samples=error_samples)
         self.model_panel = ModelPanel(s)
@@ -30,8 +33,9 @@ class Workbench(Panel):
         self.histogram_panel = HistogramPanel(s)
         self.settings_panel = SettingsPanel(s)
         self.compare_panel = ComparePanel(s)
+        self.auto_panel = AutoCalibrationPanel(s, evaluate=evaluate)
         self.panels = [self.model_panel, self.calibrate_panel, self.histogram_panel, self.settings_panel,
-                       self.compare_panel]
+                       self.compare_panel, self.auto_panel]
         super().__init__(s, self.panels)
         self.header.value = f"<h2 class='amct-panel-title'>amct-nb workbench: {html.escape(s.prepared.name)}</h2>"
         self.settings_panel.table.observe(self.guarded(self._follow), names="active")
@@ -67,6 +71,13 @@ class Workbench(Panel):
 
     def skip(self, name: str, wait: bool = True):
         return self.compare_panel.skip(name, wait=wait)
+
+    def auto_calibrate(self, max_loss: float = 0.005, wait: bool = True, **kwargs):
+        """Accuracy-based auto calibration (see :meth:`Session.auto_calibrate`); the layer table then
+        shows the final config."""
+        if wait:
+            return self.session.auto_calibrate(max_loss, self.auto_panel.evaluate, **kwargs)
+        return self.auto_panel.run(wait=False)
 
     def static_html(self) -> str:
         return "".join(f"<h3>{html.escape(p.heading)}</h3>{p.static_html()}" for p in self.panels)
