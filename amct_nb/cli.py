@@ -2,6 +2,7 @@
 
     amct-nb calibrate MODEL.onnx --data DATA --output OUTDIR [--prefix NAME]
     amct-nb auto-calibrate MODEL.onnx --data DATA --evaluator EVAL.py --output OUTDIR [--max-loss X]
+    amct-nb convert-qat QDQ_MODEL.onnx --output OUTDIR [--recalibrate DATA]
     amct-nb inspect MODEL.onnx
     amct-nb demo
 
@@ -131,6 +132,38 @@ def cmd_calibrate(args) -> int:
         sz = rep["size_bytes"]
         print(f"size {sz['original'] / 1e6:.2f} MB -> {sz['deploy'] / 1e6:.2f} MB; {time.perf_counter() - t0:.1f} s")
         for k in ("fake_quant", "deploy", "config", "record", "modified", "log"):
+            print(f"  {k:10s} {paths[k]}")
+    return 0
+
+
+def cmd_convert_qat(args) -> int:
+    from .convert import convert_qat
+    from .data import open_data
+    from .ir import check_output_dir
+
+    t0 = time.perf_counter()
+    check_output_dir(args.output, args.model)
+    data = open_data(args.recalibrate, _preprocess(args), limit=args.num_samples) if args.recalibrate else None
+    result = convert_qat(args.model, saturation_guard=args.saturation_guard, recalibrate=data,
+                         progress=not args.quiet)
+    paths = result.save(args.output, prefix=args.prefix)
+    if not args.quiet:
+        c = result.report()["conversion"]
+        print(f"converted {c['qat_layers']} layer(s) with the QAT model's integers, {len(result.float_layers)} left "
+              f"float, {c['quantized_tensors']} activation tensor(s) int8 ({c['activation_dtype']}); "
+              f"{c['weights']['kept']}")
+        for n, why in result.float_layers.items():
+            print(f"  float: {n}: {why}")
+        print(f"saturation: {c['saturation']['advice']}")
+        print(f"bias requantized to int32 at scale_d * scale_w: max |error| "
+              f"{c['bias_requantization']['max_abs_error']:.3g}")
+        if c["recalibration"]:
+            print(f"recalibrated {c['recalibration']['changed']} of {c['recalibration']['tensors']} activation grid(s)")
+        out = c["output_vs_qat_model"]
+        for n, e in (out.get("deploy") or {}).items():
+            print(f"output {n}: cosine {e['cosine']:.5f} vs the QAT model ({out['samples']} samples)")
+        print(f"{time.perf_counter() - t0:.1f} s")
+        for k in ("fake_quant", "deploy", "quant_json", "record", "report"):
             print(f"  {k:10s} {paths[k]}")
     return 0
 
@@ -266,6 +299,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="which quantized model evaluate() gets (default: the deploy model ONNX Runtime runs)")
     _add_config_options(a)
     a.set_defaults(func=cmd_auto_calibrate)
+
+    v = sub.add_parser("convert-qat", help="convert a QAT / QDQ model (PyTorch, TensorFlow, ONNX Runtime, NNCF) to "
+                                           "AMCT's outputs, keeping its scales and integer weights")
+    v.add_argument("model", help="the QDQ ONNX model (never modified)")
+    v.add_argument("--output", required=True, help="output folder (created if needed)")
+    v.add_argument("--prefix", help="name of the output models (default: the model file's stem)")
+    v.add_argument("--recalibrate", metavar="DATA",
+                   help="re-observe the activation ranges on DATA (images, .npy, .npz); the QAT weights are kept")
+    v.add_argument("--saturation-guard", choices=["off", "auto", "always"], default="off",
+                   help="off (default): keep every QAT integer; always/auto: move the weight pairs int8 kernels "
+                        "without VNNI saturate on (everywhere / only if this CPU saturates)")
+    v.add_argument("--quiet", action="store_true")
+    v.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    _add_data_options(v)  # preprocessing of a --recalibrate image folder, --num-samples
+    v.set_defaults(func=cmd_convert_qat)
 
     i = sub.add_parser("inspect", help="list a model's inputs and quantizable layers")
     i.add_argument("model")

@@ -36,12 +36,14 @@ from ..ptq import Prepared, build, input_channels, modified_model_for, prepare
 from ..record import Record
 from .auto import AutoCalibrationEvaluatorBase, accuracy_based_auto_calibration
 from .cfg import config_from_definition
+from .convert import convert_qat_model
 from .session import InferenceSession, modified_metadata
 
 __all__ = [
     "create_quant_config", "quantize_model", "save_model", "InferenceSession", "AMCT_SO",
-    "accuracy_based_auto_calibration", "AutoCalibrationEvaluatorBase", "AutoCalibrationStrategyBase",
-    "BinarySearchStrategy", "SensitivityBase", "CosineSimilaritySensitivity", "MseSensitivity",
+    "accuracy_based_auto_calibration", "AutoCalibrationEvaluatorBase", "convert_qat_model",
+    "AutoCalibrationStrategyBase", "BinarySearchStrategy", "SensitivityBase", "CosineSimilaritySensitivity",
+    "MseSensitivity",
 ]
 
 #: Kept so that code written for AMCT runs; use :class:`InferenceSession` to calibrate.

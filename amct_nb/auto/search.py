@@ -186,8 +186,8 @@ def _rank(prepared: Prepared, result: QuantResult, obs: Observation, sensitivity
         return output_ranking(prepared.model, plan, samples, "left_out"), "output (left out)"
     if isinstance(sensitivity, str):
         if sensitivity not in SENSITIVITIES:
-            raise ConfigError(f"sensitivity {sensitivity!r} is unknown: use {DEFAULT_SENSITIVITY!r}, 'output_left_out', "
-                              f"{', '.join(SENSITIVITIES)} or a SensitivityBase subclass instance")
+            raise ConfigError(f"sensitivity {sensitivity!r} is unknown: use {DEFAULT_SENSITIVITY!r}, "
+                              f"'output_left_out', {', '.join(SENSITIVITIES)} or a SensitivityBase subclass instance")
         sensitivity = SENSITIVITIES[sensitivity]()
     if not callable(getattr(sensitivity, "compare", None)):
         raise ConfigError(f"the sensitivity {type(sensitivity).__name__} has no compare(): subclass SensitivityBase")

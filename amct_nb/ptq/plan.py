@@ -69,7 +69,8 @@ def plan_from_record(
         l = by_name[key]
         lc = cfg.for_layer(l.name, l.op_type)
         spec = OPS[l.op_type]
-        if int_weights is not None and l.name in int_weights:
+        given = int_weights is not None and l.name in int_weights
+        if given:
             qw = given_weight(idx, l, int_weights[l.name], r.scale_w, lc, guard)
         else:
             qw = layer_weight(idx, l, lc, guard, scale_w=r.scale_w, cache=cache)
@@ -80,6 +81,8 @@ def plan_from_record(
             n_out = spec.out_channels(idx.node(l.name), qw.q)
             bflat = np.broadcast_to(b.reshape(-1), (n_out,)) if b.size in (1, n_out) else b.reshape(-1)
             bq, bs, fits = quantize_bias(bflat, plan.tensors[l.activation].scale, qw.scale)
+            if not fits and given:  # a job's own integers (QAT): int32 is the limit, not calibration's headroom
+                fits = bool(np.all(np.abs(np.round(bflat.astype(np.float64) / bs.astype(np.float64))) <= 2**31 - 1))
             if not fits:
                 raise ConfigError(f"record: layer '{key}': the int32 bias overflows with these scales: skip the layer")
             lq.b_q, lq.b_scale, lq.bias_shape = bq, bs, (n_out,) if b.ndim <= 1 else (1, n_out)
