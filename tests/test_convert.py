@@ -15,7 +15,7 @@ from onnx import TensorProto, helper, numpy_helper
 import amct_nb.amct.convert as amct_convert
 from amct_nb.convert import convert_qat, read_qdq
 from amct_nb.errors import AmctError, ConfigError, ModelError, NotSupportedError
-from amct_nb.ir import make_session
+from amct_nb.ir import make_session, with_outputs
 from amct_nb.ops import OPS
 from amct_nb.quant import int8_saturates
 from amct_nb.record import TENSOR_PREFIX, Record
@@ -393,6 +393,108 @@ def test_saturation_risk_reported_and_guard_optional():
         convert_qat(src, saturation_guard="reduce_range", progress=False)
 
 
+# -- a Relu folded into a grid (ONNX Runtime drops Relu/Clip before a uint8 QuantizeLinear) ------
+def _without_relu1(also_output: bool = False) -> onnx.ModelProto:
+    """qdq_net with relu1 removed as ONNX Runtime's quantizer does: conv1 writes ``r1``, whose grid (uint8,
+    zero point 0) clamps it at 0; with ``also_output``, ``r1`` is also a graph output (read unclamped)."""
+    m = qdq_net()
+    nodes = [n for n in m.graph.node if n.name != "relu1"]
+    for n in nodes:
+        if n.name == "conv1":
+            n.output[0] = "r1"
+    del m.graph.node[:]
+    m.graph.node.extend(nodes)
+    if also_output:
+        m.graph.output.append(helper.make_tensor_value_info("r1", TensorProto.FLOAT, ["N", 8, 8, 8]))
+    return m
+
+
+@pytest.mark.parametrize("also_output", [False, True])
+def test_relu_folded_into_a_grid_comes_back_in_the_float_model(also_output):
+    src = _without_relu1(also_output)
+    res = convert_qat(src, progress=False)
+    conv = res.report()["conversion"]
+    assert conv["patterns"]["relu_restored"] == 1 and any("Relu(s) put back" in n for n in conv["notes"])
+    fm = res.prepared.model
+    assert [n.op_type for n in fm.graph.node].count("Relu") == 1
+    # the float model computes what qdq_net's float model (with its Relu) computes
+    want = make_session(convert_qat(qdq_net(), progress=False).prepared.model).run(["y"], {"x": X})[0]
+    np.testing.assert_allclose(make_session(fm).run(["y"], {"x": X})[0], want, rtol=1e-5, atol=1e-5)
+    if also_output:  # the graph output reads conv1 unclamped, as in the QDQ model; only the quantized path clamps
+        got = make_session(fm).run(["r1"], {"x": X})[0]
+        c1 = make_session(with_outputs(convert_qat(qdq_net(), progress=False).prepared.model, ["c1"])).run(
+            ["c1"], {"x": X})[0]
+        assert got.min() < 0 and np.array_equal(got, c1)
+        assert "tensor:r1" not in res.record.layers
+    else:  # the quantized tensor keeps its name (and its grid); conv1's own output is renamed
+        assert "r1" in {o for n in fm.graph.node if n.op_type == "Relu" for o in n.output}
+    assert conv["weights"]["values_changed"] == 0
+    np.testing.assert_array_equal(run(res.deploy_model, X), run(src, X))
+
+
+@pytest.fixture(scope="module")
+def fmnist_resnet_qdq(tmp_path_factory):
+    """The zoo's fmnist-resnet (BatchNormalization not folded) through ONNX Runtime's quantize_static:
+    BN scales and int32 BN biases through DequantizeLinear, every Relu dropped into a uint8 grid."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
+
+    from amct_nb import zoo
+
+    m = zoo.load("fmnist-resnet")
+    x_cal = m.calibration_data(100)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter([{"input": x_cal[i:i + 25]} for i in range(0, 100, 25)])
+
+        def get_next(self):
+            return next(self.it, None)
+
+    dst = tmp_path_factory.mktemp("fmnist") / "qdq.onnx"
+    quantize_static(str(m.path), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=_qtype("QUInt8"), weight_type=_qtype("QInt8"))
+    return onnx.load(str(m.path)), onnx.load(dst), m.test_data(200)
+
+
+def test_ort_qdq_with_unfolded_bn_keeps_the_float_semantics(fmnist_resnet_qdq):
+    from amct_nb.ui import Session
+
+    original, src, (x, y) = fmnist_resnet_qdq
+    ops = [n.op_type for n in src.graph.node]
+    assert "BatchNormalization" in ops and "Relu" not in ops  # the case: ORT dropped the Relus
+    res = convert_qat(src, progress=False)
+    conv = res.report()["conversion"]
+    relus = [n.op_type for n in original.graph.node].count("Relu")
+    assert conv["patterns"]["relu_restored"] == relus == 7  # not after GlobalAveragePool/Flatten (already >= 0)
+    assert [n.op_type for n in res.prepared.model.graph.node].count("Relu") == relus
+    # the float model is the QDQ model without its activation rounding (ORT without optimizations)
+    fl = make_session(res.prepared.model).run(None, {"input": x})[0]
+    ref = make_session(src, optimize=False).run(None, {"input": x})[0]
+    orig = make_session(original).run(None, {"input": x})[0]
+    rms = float(np.sqrt(((fl - ref) ** 2).mean() / (ref ** 2).mean()))
+    assert rms < 0.06, rms  # measured 0.029 (activation quantization noise); ~800 with the Relus missing
+    assert np.abs(fl - ref).max() < 0.15 * np.abs(ref).max()  # measured 0.062
+    assert (fl.argmax(1) == ref.argmax(1)).mean() >= 0.97
+    top1_orig = (orig.argmax(1) == y).mean()
+    assert abs((fl.argmax(1) == y).mean() - top1_orig) <= 0.02
+    # the quantized tensors keep the QDQ model's names and scales (the Relu outputs included)
+    si, relu_tensors = inits(src), set()
+    for k, r in res.record.layers.items():
+        act = k[len(TENSOR_PREFIX):] if k.startswith(TENSOR_PREFIX) else res.prepared.layer(k).activation
+        if f"{act}_scale" in si:  # (Flatten's output shares its input's scale)
+            assert np.float32(r.scale_d).tobytes() == si[f"{act}_scale"].astype(np.float32).tobytes(), k
+            if act.endswith("Relu_output_0"):
+                relu_tensors.add(act)
+    assert len(relu_tensors) == relus
+    # the deploy model still computes what the QDQ model computes
+    dep, src_out = run(res.deploy_model, x), run(src, x)
+    assert (dep.argmax(1) == src_out.argmax(1)).mean() == 1.0
+    assert np.abs(dep - src_out).max() <= 1e-5 * np.abs(src_out).max()
+    # the Workbench's float column is the float model
+    met = Session(res, eval_data=(x, y)).compare().metrics()
+    assert abs(met["top1_fp"] - top1_orig) <= 0.02 and met["top1_q"] == (src_out.argmax(1) == y).mean()
+
+
 # -- recalibration -----------------------------------------------------------------------------
 def test_recalibrate_keeps_weights_and_narrows_within_the_qat_grids(ort_models):
     src, x = ort_models["cbr"]
@@ -442,8 +544,15 @@ def _mutations():
     k = next(j for j, n in enumerate(nodes) if n.name == "x_DQ") + 1
     del requant.graph.node[:]
     requant.graph.node.extend(nodes[:k] + extra + nodes[k:])
+    bad_axis = onnx.ModelProto()
+    bad_axis.CopyFrom(base)
+    for n in bad_axis.graph.node:
+        if n.name == "b1_DQ":  # 8 scales along axis 1 of the rank-1 bias: ONNX Runtime refuses it too
+            del n.attribute[:]
+            n.attribute.append(helper.make_attribute("axis", 1))
     return {
         "no_qdq": (models.conv_bn_relu(), ModelError, ["no QuantizeLinear/DequantizeLinear", "amct_nb.quantize"]),
+        "constant_axis_out_of_range": (bad_axis, ModelError, ["'b1_DQ'", "shape [8]", "axis 1", "out of range"]),
         "scale_mismatch": (set_init(base, "r1_ds", np.float32(0.011)), ModelError,
                            ["'r1_Q'", "'r1_DQ'", "disagree", "scale 0.01", "re-export"]),
         "zp_mismatch": (set_init(base, "r1_dz", 3, np.uint8), ModelError, ["disagree", "zero point 0", "zero point 3"]),

@@ -10,6 +10,11 @@ Patterns (AMCT's, and the ones real exporters write):
   ``float initializer -> QuantizeLinear -> DequantizeLinear`` (PyTorch and TensorFlow fake-quant):
   the float model holds ``(q - zp) * s`` and the integers ``q`` are kept (:class:`QatConst`); int32
   biases the same way.
+* a uint8/int8 grid whose zero point is the type's minimum represents nothing below 0: the QDQ model
+  clamps the tensor at 0 there. ONNX Runtime's quantizer relies on that and removes a ``Relu`` (or a
+  ``Clip`` at 0) before such a QuantizeLinear, so the float model gets the ``Relu`` back where the
+  tensor may be negative (its producer is no Relu, Sigmoid, Clip at 0 ... and reads no such grid);
+  without it, the float model would skip the model's ReLUs.
 * a lone ``QuantizeLinear`` on a graph output stays (its input is quantized with its grid), and a
   ``DequantizeLinear`` of an integer graph input stays (its output is quantized with its grid).
 
@@ -92,6 +97,7 @@ class _Walk:
         self.used_names |= {o for n in self.g.node for o in n.output} | {i.name for i in self.g.input}
         self.pairs: set[str] = set()  # DQ nodes of activation pairs
         self.origin: dict[str, str] = {}
+        self.clamped: dict[str, str] = {}  # tensor -> its Relu'd value (a grid with the zero point at qmin)
 
     # -- helpers ---------------------------------------------------------------------------
     def numbers(self, node) -> NodeNumbers:
@@ -231,9 +237,52 @@ class _Walk:
             lo = self.ed.initializer(self.fresh(f"{t}_min"), np.array(grid.lo, np.float32))
             hi = self.ed.initializer(self.fresh(f"{t}_max"), np.array(grid.hi, np.float32))
             self.ed.hook(x, [helper.make_node("Clip", [x, lo, hi], [t], name=self.fresh(f"{clip.name}_float"))])
+        elif grid.zero_point == grid.qmin and not self.nonnegative(x):
+            t = self.clamp_at_zero(x)
         self.add_tensor(t, grid, "two Q/DQ pairs")
         self.patterns["activation_pairs"] += 1
         self.rename[d.output[0]] = t
+
+    def nonnegative(self, name: str, depth: int = 16) -> bool:
+        """Whether tensor ``name`` of the QDQ model is >= 0 in the float model too, by its producers: a
+        Relu, Sigmoid, Softmax, Abs, Exp or Clip at 0 or above, a DequantizeLinear whose zero point is
+        the type's minimum (the float model clamps it at 0 as well), or pooling and reshaping of those."""
+        p = self.producer(name)
+        if p is None or depth < 0:
+            return False
+        if p.op_type in _NONNEGATIVE_OPS:
+            return True
+        if p.op_type == "Clip":
+            lo = p.input[1] if len(p.input) > 1 and p.input[1] else None
+            return lo is not None and self.idx.is_const(lo) and float(np.asarray(self.idx.array(lo)).min()) >= 0
+        if p.op_type == "DequantizeLinear":
+            nn = self.numbers(p)
+            return not self.idx.is_const(p.input[0]) and bool(np.all(nn.zero_point == _type_range(nn)[0]))
+        if p.op_type in _SIGN_KEEPING_OPS:
+            data = list(p.input) if p.op_type == "Concat" else [p.input[0]]
+            return all(self.nonnegative(i, depth - 1) for i in data)
+        return False
+
+    def clamp_at_zero(self, x: str) -> str:
+        """Put back the Relu that a grid with its zero point at qmin stands for; returns the tensor that
+        holds ``Relu(x)`` (``x`` itself when only QuantizeLinears read it: the producer's output is renamed)."""
+        if x in self.clamped:
+            return self.clamped[x]
+        p = self.producer(x)
+        readers = self.idx.consumers.get(x, [])
+        self.patterns["relu_restored"] += 1
+        if p is not None and readers and all(c.op_type == "QuantizeLinear" for c in readers) and x not in self.outputs:
+            node = self.ed.node(p.name)
+            pre = self.fresh(f"{x}_before_relu")
+            node.output[list(node.output).index(x)] = pre
+            self.ed.hook(pre, [helper.make_node("Relu", [pre], [x], name=self.fresh(f"{x}_qat_relu"))])
+            t = x
+        else:  # other ops read x unclamped in the QDQ model too: only the quantized path gets the Relu
+            t = self.fresh(f"{x}_qat_relu")
+            self.origin[t] = x
+            self.ed.hook(x, [helper.make_node("Relu", [x], [t], name=self.fresh(f"{x}_qat_relu_node"))])
+        self.clamped[x] = t
+        return t
 
     def only_reader(self, name: str, node) -> bool:
         return [c.name for c in self.idx.consumers.get(name, [])] == [node.name] and name not in self.outputs
@@ -253,7 +302,7 @@ class _Walk:
             inits = [t for t in self.ed.graph.initializer if t.name != name]
             del self.ed.graph.initializer[:]
             self.ed.graph.initializer.extend(inits)
-        axis = None if nn.axis is None else nn.axis % max(q.ndim, 1)
+        axis = None if nn.axis is None else _const_axis(d, q, nn)
         nn = NodeNumbers(nn.scale, nn.zero_point, axis, nn.elem_type)
         self.ed.initializer(name, dequantize_like_dq(q, nn))
         self.consts[name] = QatConst(q, nn.scale, nn.zero_point, axis, nn.elem_type, form, d.name)
@@ -304,6 +353,26 @@ class _Walk:
         return self.ed.finish(drop_unused=True)
 
 
+#: Ops whose output is never negative, and ops that keep their (data) inputs' signs.
+_NONNEGATIVE_OPS = ("Relu", "Sigmoid", "Softmax", "Abs", "Exp", "HardSigmoid")
+_SIGN_KEEPING_OPS = ("MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Flatten", "Reshape",
+                     "Transpose", "Squeeze", "Unsqueeze", "Identity", "Concat")
+
+
+def _const_axis(d, q: np.ndarray, nn: NodeNumbers) -> int:
+    """The axis of a per-channel constant, checked as ONNX Runtime does: in [-rank, rank), one scale per
+    index along it (ORT refuses an out-of-range axis, e.g. axis 1 on a rank-1 BatchNormalization scale,
+    instead of wrapping it; its quantizer quantizes such a tensor per tensor)."""
+    if not -q.ndim <= nn.axis < q.ndim or q.shape[nn.axis] != nn.scale.size:
+        raise ModelError(
+            f"DequantizeLinear '{d.name}' dequantizes a constant of shape {list(q.shape)} with {nn.scale.size} "
+            f"scales along axis {nn.axis}, which "
+            + ("is out of range for its rank" if not -q.ndim <= nn.axis < q.ndim else "has another length")
+            + ": ONNX Runtime cannot run it either: re-export with the scales along an axis of the constant "
+            "(or one scale per tensor)")
+    return nn.axis % q.ndim
+
+
 def _type_range(nn: NodeNumbers) -> tuple[int, int]:
     return {TensorProto.UINT8: (0, 255), TensorProto.INT8: (-128, 127)}.get(nn.elem_type, (0, 255))
 
@@ -337,6 +406,11 @@ def read_qdq(model: onnx.ModelProto) -> Reading:
     for qn in qs:
         w.q(qn)
     float_model = w.finish()
+    if w.patterns.get("relu_restored"):
+        w.notes.append(
+            f"{w.patterns['relu_restored']} Relu(s) put back in the float model: a uint8/int8 grid whose zero point "
+            "is the type's minimum clamps its tensor at 0 (ONNX Runtime's quantizer removes a Relu or Clip before "
+            "such a QuantizeLinear), so the float model keeps that clamp")
     left = [n.name for n in float_model.graph.node if n.op_type == "DequantizeLinear" and n.name not in w.drop
             and n.output[0] not in w.tensors]
     if left:  # cannot happen: every DQ is a pattern or an error

@@ -55,14 +55,19 @@ class Session:
     """Model, data, config, statistics and results of one quantization, with change events.
 
     ``model``: a zoo name (``"fmnist-resnet"``), a :class:`amct_nb.zoo.ZooModel`, a path, bytes,
-    an ``onnx.ModelProto`` or an :class:`amct_nb.Prepared`. With a zoo model, calibration and
-    evaluation data, classes and display images default to the zoo's.
+    an ``onnx.ModelProto``, an :class:`amct_nb.Prepared`, or a finished :class:`amct_nb.QuantResult`
+    (a converted QAT model, say: the panels show it, calibration data then only feeds the
+    histograms, and its numbers are not rebuilt). With a zoo model, calibration and evaluation
+    data, classes and display images default to the zoo's.
     ``eval_data``: ``(x, labels)`` (labels may be None) for the comparison.
     """
 
     def __init__(self, model, calibration_data=None, eval_data=None, classes=None, images=None,
                  config: QuantConfig | None = None, error_samples: int = 16):
         self.zoo_model = None
+        given = model if isinstance(model, an.QuantResult) else None
+        if given is not None:
+            model, config = given.prepared, config or given.config
         if isinstance(model, str) and model in zoo.available():
             model = zoo.load(model)
         if isinstance(model, zoo.ZooModel):
@@ -92,6 +97,9 @@ class Session:
         self._errors_cache: dict = {}
         self._comparer: Comparer | None = None
         self.last_build_fast = False
+        #: True when the result was given (not built here): it is shown, never rebuilt
+        self.given_result = given is not None
+        self.result = given
 
     # -- events -----------------------------------------------------------------------
     def on(self, event: str, fn) -> None:
@@ -198,16 +206,21 @@ class Session:
         stats = an.collect_stats(self.prepared, self.calibration_data, progress=False, cancel=cancel, on_batch=progress)
         with self._lock:
             self.stats = stats
-            self.result = None
+            if not self.given_result:
+                self.result = None
             self._errors_cache.clear()
         self.timings["observe"] = time.perf_counter() - t0
         self.emit("stats")
-        if build:
+        if build and not self.given_result:
             self.build()
         return stats
 
     def build(self) -> an.QuantResult:
         """Ranges, record and models from the statistics with the current config."""
+        if self.given_result:
+            raise DataError("this session shows a result made elsewhere (e.g. a converted QAT model), whose numbers "
+                            "are not rebuilt here: convert again with other options, or open the float model in a new "
+                            "Workbench to calibrate it")
         if self.stats is None:
             raise DataError("no statistics yet: calibrate first (the Calibrate button or session.calibrate())")
         t0 = time.perf_counter()
@@ -345,6 +358,9 @@ class Session:
         ``evaluate(model_proto) -> float`` (default: top-1 on ``eval_data``, which then needs labels).
         Emits ``"auto_trial"`` after each evaluated config and ``"auto"`` at the end; the final config
         and result become the session's."""
+        if self.given_result:
+            raise DataError("this session shows a result made elsewhere (e.g. a converted QAT model): auto calibration "
+                            "searches over calibrations of a float model: open that model in a new Workbench")
         if self.stats is None:
             self.calibrate(build=False)
         if evaluate is None:
