@@ -72,6 +72,14 @@ def _add_config_options(c: argparse.ArgumentParser) -> None:
     c.add_argument("--symmetric", action="store_true", help="symmetric activations (default: asymmetric)")
     c.add_argument("--skip-layers", help="comma-separated layer names to leave float")
     c.add_argument("--saturation-guard", choices=["auto", "always", "reduce_range", "off"])
+    c.add_argument("--nuq", "--nuq-steps", dest="nuq", type=int, choices=[16, 32], metavar="STEPS",
+                   help="non-uniform weights (AMCT's NUQ): at most STEPS (16 or 32) int8 values per Conv/Gemm/MatMul "
+                        "layer (depthwise convolutions stay uniform)")
+    c.add_argument("--nuq-iterations", type=int, metavar="N",
+                   help="rounds of level / scale refitting for --nuq (default 1)")
+    c.add_argument("--compact", action="store_true",
+                   help="store few-level (NUQ) weights of the deploy model bit-packed with their codebook "
+                        "(4-5 bits per weight; ONNX Runtime expands them at load into the same int8 model)")
     c.add_argument("--quiet", action="store_true")
     c.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     _add_data_options(c)
@@ -99,19 +107,33 @@ def _config(args):
     return cfg
 
 
+def _with_nuq(cfg, args, layers):
+    """``cfg`` with the ``--nuq`` flags applied to the model's layers."""
+    from .errors import ConfigError
+    from .ptq import with_nuq
+
+    if args.nuq is None:
+        if args.nuq_iterations is not None:
+            raise ConfigError("--nuq-iterations needs --nuq 16 or --nuq 32 (the number of weight levels)")
+        return cfg
+    return with_nuq(cfg, layers, args.nuq, 1 if args.nuq_iterations is None else args.nuq_iterations)
+
+
 def cmd_calibrate(args) -> int:
     from . import build, collect_stats, prepare
     from .ir import check_output_dir
+    from .ptq import uses_nuq
 
     t0 = time.perf_counter()
     cfg = _config(args)
     check_output_dir(args.output, args.model)
     prepared = prepare(args.model, cfg)
+    cfg = _with_nuq(cfg, args, prepared.layers)
     cfg.validate([l.name for l in prepared.layers])
     data = _open_data(args)
-    stats = collect_stats(prepared, data, progress=not args.quiet)
+    stats = collect_stats(prepared, data, progress=not args.quiet, channel_moments=uses_nuq(cfg, prepared.layers))
     result = build(prepared, cfg, stats)
-    paths = result.save(args.output, prefix=args.prefix)
+    paths = result.save(args.output, prefix=args.prefix, compact=args.compact)
     rep = result.report()
     if not args.quiet:
         print(f"quantized {len(rep['quantized_layers'])} layer(s), {len(rep['float_layers'])} left float, "
@@ -125,12 +147,20 @@ def cmd_calibrate(args) -> int:
             print(f"  not quantized: {u['name']} ({u['op_type']}): {u['reason']}")
         for name, e in rep["output_error"].items():
             print(f"output {name}: SQNR {e['sqnr_db']:.1f} dB, cosine {e['cosine']:.5f} vs the float model")
+        ws = rep.get("weight_storage")
+        if ws:
+            back = (rep.get("output_check") or {}).get("nuq_to_uniform") or []
+            print(f"non-uniform weights: {ws['nuq_weights']} of {ws['int8_weights']} weights, "
+                  f"{ws['entropy_bits_per_weight']} bits per weight (entropy)"
+                  + (f"; {len(back)} layer(s) back to uniform by the output check" if back else ""))
         oc = rep.get("output_check") or {}
         if "before_sqnr_db" in oc and oc.get("left_float"):
             print(f"output check: {oc['before_sqnr_db']} dB with everything int8 < {oc['target_sqnr_db']} dB: "
                   f"{len(oc['left_float'])} layer(s)/tensor(s) left float")
         sz = rep["size_bytes"]
-        print(f"size {sz['original'] / 1e6:.2f} MB -> {sz['deploy'] / 1e6:.2f} MB; {time.perf_counter() - t0:.1f} s")
+        dep = paths["deploy"].stat().st_size if args.compact else sz["deploy"]
+        note = " (compact weights)" if args.compact else ""
+        print(f"size {sz['original'] / 1e6:.2f} MB -> {dep / 1e6:.2f} MB{note}; {time.perf_counter() - t0:.1f} s")
         for k in ("fake_quant", "deploy", "config", "record", "modified", "log"):
             print(f"  {k:10s} {paths[k]}")
     return 0
@@ -200,6 +230,7 @@ def cmd_auto_calibrate(args) -> int:
     from .auto import AutoCalibrationError, loss_within, search
     from .errors import ConfigError
     from .ir import atomic_write_text, check_output_dir, save_model_file
+    from .ptq import uses_nuq
 
     t0 = time.perf_counter()
     cfg = _config(args)
@@ -209,8 +240,10 @@ def cmd_auto_calibrate(args) -> int:
                           "metric_eval(original, new) -> (passed, loss) in the evaluator file")
     check_output_dir(args.output, args.model)
     prepared = prepare(args.model, cfg)
+    cfg = _with_nuq(cfg, args, prepared.layers)
     cfg.validate([l.name for l in prepared.layers])
-    obs = collect_stats(prepared, _open_data(args), progress=not args.quiet)
+    obs = collect_stats(prepared, _open_data(args), progress=not args.quiet,
+                        channel_moments=uses_nuq(cfg, prepared.layers))
     with tempfile.TemporaryDirectory(prefix="amct-nb-auto-") as work:
 
         def score(res) -> float:
@@ -230,7 +263,7 @@ def cmd_auto_calibrate(args) -> int:
                 hist = AutoCalibration(0.0, e.history, [], e.layers, "", "", None, cfg).history_json()
                 atomic_write_text(Path(args.output) / "amct_log" / "accuracy_based_auto_calibration_record.json", hist)
             raise
-    paths = outcome.save(args.output, prefix=args.prefix)
+    paths = outcome.save(args.output, prefix=args.prefix, compact=args.compact)
     if not args.quiet:
         f = outcome.final
         print(f"original metric {outcome.original_metric:.6g}; {outcome.evaluations} evaluation(s); "

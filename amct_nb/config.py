@@ -24,14 +24,17 @@ import numpy as np
 
 from .errors import ConfigError
 from .quant.guard import GUARD_MODES
+from .quant.nuq import NUQ_STEPS, NonUniform
 from .quant.ranges import ALGORITHMS
 from .quant.weights import DEFAULT_SCHEME, get_scheme
 
-__all__ = ["LayerConfig", "QuantConfig", "ACT_ALGOS", "DEFAULT_ACT_ALGO"]
+__all__ = ["LayerConfig", "QuantConfig", "NuqRequest", "NUQ", "ACT_ALGOS", "DEFAULT_ACT_ALGO"]
 
 #: Range algorithms for activations (amct_nb.quant.ranges); AMCT's names are accepted as aliases.
 ACT_ALGOS = tuple(ALGORITHMS)
 _ALIASES = {"ifmr": "mse", "hfmg": "mse", "kl": "entropy", "max": "minmax"}
+NUQ = NonUniform.name
+_NUQ_FIELDS = ("num_steps", "num_of_iteration")
 #: Chosen by measurement (benchmarks/compare_ranges.py): see README "Range algorithms".
 DEFAULT_ACT_ALGO = "mse"
 
@@ -48,6 +51,14 @@ class LayerConfig:
     wts_bits: int = 8
     channel_wise: bool = True
     wts_algo: str = DEFAULT_SCHEME
+    #: non-uniform weights (``wts_algo: nuq_quantize``): levels per layer (16 or 32) and rounds of
+    #: level search and scale refit, AMCT's ``num_steps`` and ``num_of_iteration``
+    num_steps: int = 32
+    num_of_iteration: int = 1
+
+    @property
+    def nuq(self) -> bool:
+        return self.wts_algo == NUQ
 
     def validate(self, where: str) -> LayerConfig:
         algo = _ALIASES.get(self.act_algo, self.act_algo)
@@ -60,7 +71,34 @@ class LayerConfig:
         why = get_scheme(self.wts_algo, where).check(self.wts_bits)
         if why:
             raise ConfigError(f"{where}: {why}")
+        if self.nuq and self.num_steps not in NUQ_STEPS:
+            raise ConfigError(f"{where}: num_steps {self.num_steps} is not supported: AMCT's non-uniform quantization "
+                              f"takes {' or '.join(map(str, NUQ_STEPS))} levels")
+        if self.nuq and (isinstance(self.num_of_iteration, bool) or int(self.num_of_iteration) < 0):
+            raise ConfigError(f"{where}: num_of_iteration {self.num_of_iteration} must be 0 or more (rounds of level "
+                              "search and scale refit; AMCT's samples use 0 or 1)")
         return replace(self, act_algo=algo)
+
+    def weight_params(self) -> dict:
+        """AMCT's ``weight_quant_params`` (num_steps and num_of_iteration only for NUQ)."""
+        d = {"num_bits": self.wts_bits, "wts_algo": self.wts_algo, "channel_wise": self.channel_wise}
+        if self.nuq:
+            d.update(num_steps=self.num_steps, num_of_iteration=self.num_of_iteration)
+        return d
+
+    def as_dict(self) -> dict:
+        """The fields, without the NUQ ones for uniform weights (config files stay as they were)."""
+        return {k: v for k, v in asdict(self).items() if self.nuq or k not in _NUQ_FIELDS}
+
+
+@dataclass(frozen=True)
+class NuqRequest:
+    """AMCT's ``nuq_config`` of a .cfg: NUQ for every Conv/Gemm/MatMul layer (those the ``mapping_file``
+    names, when given), applied to a model's layers by :func:`amct_nb.ptq.with_nuq`."""
+
+    num_steps: int = 32
+    num_of_iteration: int = 1
+    mapping_file: str | None = None
 
 
 @dataclass
@@ -78,6 +116,8 @@ class QuantConfig:
     layers: dict[str, LayerConfig] = field(default_factory=dict)
     #: settings per op type for layers not in ``layers`` (AMCT's ``override_layer_types``)
     type_overrides: dict[str, LayerConfig] = field(default_factory=dict)
+    #: a .cfg's ``nuq_config``, until create_quant_config writes it into the layers (never saved itself)
+    nuq: NuqRequest | None = None
     skip_layers: list[str] = field(default_factory=list)
     skip_layer_types: list[str] = field(default_factory=list)
     activation_offset: bool = True
@@ -173,12 +213,10 @@ class QuantConfig:
             d[n] = {
                 "quant_enable": lc.quant_enable,
                 "activation_quant_params": act,
-                "weight_quant_params": {
-                    "num_bits": lc.wts_bits, "wts_algo": lc.wts_algo, "channel_wise": lc.channel_wise,
-                },
+                "weight_quant_params": lc.weight_params(),
             }
         d["amct_nb"] = {
-            "default": {k: v for k, v in asdict(self.default).items()},
+            "default": self.default.as_dict(),
             "skip_layer_types": list(self.skip_layer_types),
             "activation_dtype": self.activation_dtype,
             "saturation_guard": self.saturation_guard,
@@ -190,7 +228,7 @@ class QuantConfig:
             "min_output_sqnr_db": self.min_output_sqnr_db,
         }
         if self.type_overrides:
-            d["amct_nb"]["layer_type_overrides"] = {t: asdict(lc) for t, lc in self.type_overrides.items()}
+            d["amct_nb"]["layer_type_overrides"] = {t: lc.as_dict() for t, lc in self.type_overrides.items()}
         return d
 
     def to_json(self, layers: list | None = None) -> str:
@@ -248,6 +286,8 @@ class QuantConfig:
                     wts_bits=int(wts.get("num_bits", 8)),
                     channel_wise=bool(wts.get("channel_wise", True)),
                     wts_algo=str(wts.get("wts_algo", "arq_quantize")),
+                    num_steps=int(wts.get("num_steps", cfg.default.num_steps)),
+                    num_of_iteration=int(wts.get("num_of_iteration", cfg.default.num_of_iteration)),
                 )
             except (TypeError, ValueError) as e:
                 raise ConfigError(f"{where}: layer '{name}' has a setting of the wrong type ({e})") from e

@@ -45,6 +45,10 @@ class LayerRecord:
     offset_d: int | None = None
     scale_w: list[float] = field(default_factory=list)
     offset_w: list[int] = field(default_factory=list)
+    #: the int8 levels a non-uniform (NUQ) layer's weights take (empty: the uniform grid), ``nuq_level`` lines
+    levels: list[int] = field(default_factory=list)
+    #: added to the layer's float bias before its int32 quantization (NUQ's bias correction), ``bias_correction`` lines
+    bias_correction: list[float] = field(default_factory=list)
     extra: dict = field(default_factory=dict)  # other fields seen in a file (kept on rewrite)
 
 
@@ -71,6 +75,10 @@ class Record:
                 lines.append(f"    scale_w: {_f(s)}")
             for o in r.offset_w:
                 lines.append(f"    offset_w: {int(o)}")
+            for v in r.levels:
+                lines.append(f"    nuq_level: {int(v)}")
+            for v in r.bias_correction:
+                lines.append(f"    bias_correction: {_f(v)}")
             for k, vals in r.extra.items():
                 for v in vals:
                     lines.append(f"    {k}: {v}")
@@ -132,6 +140,10 @@ class Record:
                                 lr.scale_w.append(float(val))
                             elif fname == "offset_w":
                                 lr.offset_w.append(int(val))
+                            elif fname == "nuq_level":
+                                lr.levels.append(int(val))
+                            elif fname == "bias_correction":
+                                lr.bias_correction.append(float(val))
                             else:
                                 lr.extra.setdefault(fname, []).append(val)
                         except ValueError:

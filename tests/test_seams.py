@@ -85,17 +85,7 @@ def test_type_overrides_apply_per_layer_without_sharing(tmp_path):
     assert d["fc"]["weight_quant_params"]["channel_wise"] is True
 
 
-def test_nuq_is_a_clear_error_not_a_silent_fallback(tmp_path):
-    with pytest.raises(an.NotSupportedError, match="nuq_quantize.*non-uniform.*arq_quantize"):
-        an.QuantConfig().set("fc", wts_algo="nuq_quantize")
-    d = {"fc": {"weight_quant_params": {"wts_algo": "nuq_quantize", "num_bits": 8}}}
-    with pytest.raises(an.NotSupportedError, match="nuq_quantize"):
-        an.QuantConfig.from_amct_dict(d)
-    cfg_file = tmp_path / "nuq.cfg"
-    cfg_file.write_text("nuq_config { nuq_quantize { num_steps: 32 num_of_iteration: 1 } }\n")
-    with pytest.raises(an.NotSupportedError, match="remove the nuq_config block") as e:
-        amct.create_quant_config(tmp_path / "c.json", tmp_path / "m.onnx", config_defination=cfg_file)
-    assert "amct-nb nuq" not in str(e.value)
+def test_unknown_weight_scheme_is_a_clear_error():
     with pytest.raises(an.ConfigError, match="wts_algo 'kmeans' is unknown: use arq_quantize"):
         an.QuantConfig().set("fc", wts_algo="kmeans")
 

@@ -32,7 +32,7 @@ from ..errors import ConfigError
 from ..ir import atomic_write_text, load_model, save_model_file
 from ..ops import find_layers
 from ..passes import Change, name_nodes
-from ..ptq import Prepared, build, input_channels, modified_model_for, prepare
+from ..ptq import Prepared, build, input_channels, modified_model_for, prepare, with_nuq
 from ..record import Record
 from .auto import AutoCalibrationEvaluatorBase, accuracy_based_auto_calibration
 from .cfg import config_from_definition
@@ -66,6 +66,9 @@ def create_quant_config(config_file, model_file, skip_layers=None, batch_num=1, 
     if cfg.batch_num < 1:
         raise ConfigError(f"batch_num must be >= 1, got {cfg.batch_num}")
     p = prepare(model_file, cfg)
+    if cfg.nuq is not None:  # AMCT's nuq_config: NUQ on the layers that can take it (the mapping file's, if given)
+        req, cfg.nuq = cfg.nuq, None
+        cfg = with_nuq(cfg, p.layers, req.num_steps, req.num_of_iteration, mapping_file=req.mapping_file)
     for l in p.layers:
         if l.quantizable and l.name not in cfg.layers:
             cfg.layers[l.name] = LayerConfig(**cfg.for_layer(l.name, l.op_type).__dict__)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..config import LayerConfig, QuantConfig
-from ..errors import ConfigError, NotSupportedError
+from ..config import LayerConfig, NuqRequest, QuantConfig
+from ..errors import ConfigError
 from .textproto import parse_textproto
 
 __all__ = ["config_from_definition"]
@@ -37,14 +37,13 @@ def _layer_config(block: dict, base: LayerConfig) -> LayerConfig:
 def config_from_definition(path) -> QuantConfig:
     """A QuantConfig from AMCT's ``.cfg`` (``batch_num``, ``activation_offset``, ``do_fusion``,
     ``skip_layers``, ``skip_layer_types``, ``skip_fusion_layers``, ``common_config``,
-    ``override_layer_configs``, ``override_layer_types``)."""
+    ``override_layer_configs``, ``override_layer_types``, ``nuq_config``: ``QuantConfig.nuq``, applied to
+    the model's layers by :func:`amct_nb.ptq.with_nuq` when the config is made for a model)."""
     p = Path(path)
     if not p.exists():
         raise ConfigError(f"config_defination file not found: {p}")
     d = parse_textproto(p.read_text(), where=str(p))
-    if "nuq_config" in d:
-        raise NotSupportedError(f"{p}: nuq_config asks for non-uniform weight quantization (NUQ), which amct-nb does "
-                                "not support yet: remove the nuq_config block to calibrate with uniform int8 weights")
+    nuq = d.get("nuq_config", [None])[-1]
 
     def one(k, default):
         return d.get(k, [default])[-1]
@@ -65,4 +64,12 @@ def config_from_definition(path) -> QuantConfig:
     for item in d.get("override_layer_types", []):
         cfg.type_overrides[str(item.get("layer_type", [""])[-1])] = _layer_config(
             item.get("calibration_config", [{}])[-1], cfg.default)
+    if nuq is not None:
+        block = (nuq.get("nuq_quantize") or [{}])[-1]
+        try:
+            cfg.nuq = NuqRequest(int(block.get("num_steps", [32])[-1]), int(block.get("num_of_iteration", [1])[-1]),
+                                 str(nuq["mapping_file"][-1]) if nuq.get("mapping_file") else None)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"{p}: nuq_config has a value of the wrong type ({e}): num_steps and num_of_iteration "
+                              "are integers, mapping_file a path") from e
     return cfg

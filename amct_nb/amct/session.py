@@ -58,7 +58,11 @@ class InferenceSession:
         self._tensors = json.loads(self._meta["amct_nb.observe"])
         self._outputs = [o.name for o in self._model.graph.output]
         self._session = make_session(with_outputs(self._model, self._tensors), options=sess_options)
-        self._stats = {t: TensorStats(t) for t in self._tensors}
+        cfg = QuantConfig.load(self._meta["amct_nb.config_file"])
+        layers = [l for l in find_layers(self._model) if l.quantizable]
+        # non-uniform weights use per-channel moments of their layers' inputs
+        inputs = {l.activation for l in layers if cfg.for_layer(l.name, l.op_type).nuq}
+        self._stats = {t: TensorStats(t, channels=t in inputs) for t in self._tensors}
         self._specs = input_specs(self._model)
         self.batch_num = int(self._meta.get("amct_nb.batch_num", "1"))
         self.batches = 0
@@ -99,5 +103,5 @@ class InferenceSession:
     def _write_record(self):
         cfg = QuantConfig.load(self._meta["amct_nb.config_file"])
         guard, _ = resolve_guard(cfg.saturation_guard)
-        rec, _, _ = record_from_stats(self._model, find_layers(self._model), cfg, self._stats, guard)
+        rec, _, _ = record_from_stats(self._model, find_layers(self._model), cfg, self.observation(), guard)
         atomic_write_text(self._meta["amct_nb.record_file"], rec.to_text())

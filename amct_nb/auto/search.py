@@ -24,7 +24,7 @@ from ..analysis import SENSITIVITIES, SensitivityBase, local_ranking, output_ran
 from ..config import QuantConfig
 from ..errors import AmctError, Cancelled, ConfigError
 from ..ir import ModelLike
-from ..ptq import Observation, Prepared, QuantResult, build, collect_stats, prepare, rebuild
+from ..ptq import Observation, Prepared, QuantResult, build, collect_stats, prepare, rebuild, uses_nuq
 from .strategy import STRATEGIES, AutoCalibrationStrategyBase, RecoveringSearch
 
 __all__ = ["auto_calibrate", "search", "Trial", "AutoCalibration", "AutoCalibrationError", "loss_within",
@@ -106,7 +106,7 @@ class AutoCalibration:
         """AMCT's ranking file: ``[[layer, similarity], ...]``, most sensitive first."""
         return json.dumps([[n, float(s)] for n, s in self.ranking], indent=4) + "\n"
 
-    def save(self, outdir, prefix: str | None = None) -> dict:
+    def save(self, outdir, prefix: str | None = None, compact: bool = False) -> dict:
         """The final result's AMCT files (see QuantResult.save), plus the search's own:
         ``amct_log/accuracy_based_auto_calibration_record.json``, ``..._final_config.json`` and
         ``..._ranking_information.json``."""
@@ -114,7 +114,7 @@ class AutoCalibration:
         if self.result is None:
             raise AutoCalibrationError("no config kept any layer int8 within the target, so there is no model to "
                                        "save: loosen the target", self.trials)
-        paths = self.result.save(outdir, prefix)
+        paths = self.result.save(outdir, prefix, compact=compact)
         out = paths["deploy"].parent
         extra = {"history": out / "amct_log" / "accuracy_based_auto_calibration_record.json",
                  "final_config": out / "accuracy_based_auto_calibration_final_config.json",
@@ -322,7 +322,7 @@ def auto_calibrate(model: ModelLike | Prepared, calibration_data, evaluate: Call
         raise ConfigError("evaluate must be a function model -> metric (a float, higher is better)")
     cfg = (config or QuantConfig()).copy()
     prepared = model if isinstance(model, Prepared) else prepare(model, cfg)
-    obs = collect_stats(prepared, calibration_data, progress=progress)
+    obs = collect_stats(prepared, calibration_data, progress=progress, channel_moments=uses_nuq(cfg, prepared.layers))
 
     def score(res: QuantResult | None) -> float:
         if res is None:

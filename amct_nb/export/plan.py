@@ -68,6 +68,7 @@ class LayerQuant:
     bias_shape: tuple = ()
     pairs_fixed: int = 0
     weight_bits: int = 8
+    codebook: tuple | None = None  # the levels of non-uniform weights (None: the uniform int8 grid)
 
     def dequantized_weight(self) -> np.ndarray:
         """float32 weight exactly as DequantizeLinear computes it."""

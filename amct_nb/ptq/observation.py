@@ -81,6 +81,7 @@ def observe(
     on_batch: Callable[[int, int], None] | None = None,
     threads: int | None = None,
     keep_samples: int = 8,
+    channel_tensors: set[str] | frozenset = frozenset(),
 ) -> Observation:
     """Run ``data`` through ``model`` once and collect statistics of ``tensors``.
 
@@ -88,14 +89,14 @@ def observe(
     dynamic batch axis, consecutive feeds are concatenated into runs of about ``batch_bytes`` of
     observed activations. ``cancel`` (a threading.Event) stops the pass between batches with
     :class:`Cancelled`. Raises DataError for feeds that do not fit the model or when ``data``
-    is empty.
+    is empty. ``channel_tensors`` also get per-channel moments (layer inputs).
     """
     specs = input_specs(model)
     tensors = list(dict.fromkeys(tensors))
     sess = make_session(with_outputs(model, tensors), threads=threads)
     out_names = [o.name for o in sess.get_outputs()]
     pick = [out_names.index(t) for t in tensors]
-    obs = Observation({t: TensorStats(t) for t in tensors})
+    obs = Observation({t: TensorStats(t, channels=t in channel_tensors) for t in tensors})
     kept = 0
     bps = _bytes_per_sample(model, tensors)
     target = max(1, min(max_batch, int(batch_bytes // bps))) if bps else 1
@@ -166,16 +167,20 @@ def collect_stats(
     cancel: threading.Event | None = None,
     batch_bytes: int = DEFAULT_BATCH_BYTES,
     on_batch: Callable[[int, int], None] | None = None,
+    channel_moments: bool = False,
 ) -> Observation:
     """One streaming pass: statistics of every tensor any config could quantize (or of all
     float tensors with ``all_tensors``), so settings can change later without re-running.
 
     ``data``: an iterable of feeds (array or dict per feed), an array whose first axis is samples,
-    or anything :func:`amct_nb.data.open_data` opens (a path: .npy, .npz, image folder...)."""
+    or anything :func:`amct_nb.data.open_data` opens (a path: .npy, .npz, image folder...).
+    ``channel_moments``: also per-channel means and energies of the layers' inputs, which
+    non-uniform weights use (a third more time on a CNN)."""
     if tensors is None:
         can = [l for l in prepared.layers if l.quantizable]
         tensors = float_tensors(prepared.model) if all_tensors else quant_points(prepared.model, can, True)
     specs = input_specs(prepared.model)
     feeds = as_feeds(data, specs)
+    inputs = {l.activation for l in prepared.layers if l.quantizable} if channel_moments else set()
     return observe(prepared.model, feeds, tensors, progress=progress, total=_total(data), cancel=cancel,
-                   batch_bytes=batch_bytes, on_batch=on_batch)
+                   batch_bytes=batch_bytes, on_batch=on_batch, channel_tensors=inputs)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import onnx
 
@@ -29,8 +29,10 @@ from ..errors import AmctError
 from ..export import QuantPlan, build_deploy, build_fake_quant
 from ..ir import ModelLike, is_large, make_session
 from ..quant import TensorStats, resolve_guard
+from ..quant.weights import DEFAULT_SCHEME
 from ..reasons import Code, Reason
 from ..record import Record
+from .nuq import uses_nuq
 from .observation import DEFAULT_BATCH_BYTES, Observation, collect_stats
 from .plan import plan_from_record
 from .prepared import Prepared, prepare
@@ -55,6 +57,7 @@ class Decision:
     tensor_errors: dict = field(default_factory=dict)
     output_check: dict = field(default_factory=dict)
     log: list[str] = field(default_factory=list)
+    config: QuantConfig | None = None  # the config the record was made with, when the safety net changed it
 
 
 def _planned(prepared: Prepared, cfg: QuantConfig, obs: Observation, guard: str, forced: dict[str, Reason],
@@ -92,14 +95,30 @@ def calibrate_record(prepared: Prepared, cfg: QuantConfig, obs: Observation, gua
 
 def _output_stage(prepared: Prepared, cfg: QuantConfig, obs: Observation, guard: str, forced: dict[str, Reason],
                   d: Decision) -> None:
-    """The safety net's output check: leave float the units the outputs cannot afford."""
+    """The safety net's output check: leave float the units the outputs cannot afford. Layers with
+    non-uniform weights among them first go back to uniform int8 (and the check runs again)."""
     chk = output_check(prepared.model, d.plan, obs.samples, cfg.min_output_sqnr_db)
+    types = {l.name: l.op_type for l in prepared.layers}
+    nuq = [u.name for u in (chk.fallen if chk is not None else []) if u.kind == "layer"
+           and cfg.for_layer(u.name, types[u.name]).nuq]
+    if nuq:
+        cfg = cfg.copy()
+        for n in nuq:
+            cfg.layers[n] = replace(cfg.for_layer(n, types[n]), wts_algo=DEFAULT_SCHEME)
+        d.config = cfg
+        d.log.append(f"output check: {chk.before_db:.1f} dB output SQNR with everything quantized (target "
+                     f"{chk.target_db:g} dB): {len(nuq)} layer(s) with non-uniform weights go back to uniform int8")
+        d.record, d.plan = _planned(prepared, cfg, obs, guard, forced)
+        nuq_info = {"nuq_to_uniform": nuq, "before_nuq_to_uniform_sqnr_db": chk.as_dict()["before_sqnr_db"]}
+        chk = output_check(prepared.model, d.plan, obs.samples, cfg.min_output_sqnr_db)
+    else:
+        nuq_info = {}
     if chk is None:
         d.output_check = {"skipped": "the model is over 2 GB (the check would hold every weight twice)"
                           if is_large(prepared.model) else "no float outputs or no calibration samples"}
         d.log.append(f"output check: skipped ({d.output_check['skipped']})")
         return
-    d.output_check = chk.as_dict()
+    d.output_check = {**chk.as_dict(), **nuq_info}
     d.log.append(f"output check: {chk.before_db:.1f} dB output SQNR with everything quantized (target "
                  f"{chk.target_db:g} dB); {len(chk.fallen)} of {len(chk.units)} left float -> {chk.after_db:.1f} dB "
                  f"({chk.seconds:.1f} s)")
@@ -199,8 +218,8 @@ def build(
                      f"({n_samples} calibration samples)")
     for line in lines:
         log.info("%s", line)
-    return QuantResult(prepared, cfg, d.record, d.plan, obs, fake, deploy, guard, why, lines, d.tensor_errors, out_err,
-                       d.output_check)
+    return QuantResult(prepared, d.config or cfg, d.record, d.plan, obs, fake, deploy, guard, why, lines,
+                       d.tensor_errors, out_err, d.output_check)
 
 
 def quantize(model: ModelLike, data, config: QuantConfig | None = None, *, progress: bool = True,
@@ -213,5 +232,6 @@ def quantize(model: ModelLike, data, config: QuantConfig | None = None, *, progr
     cfg = (config or QuantConfig()).copy()
     prepared = prepare(model, cfg)
     cfg.validate([l.name for l in prepared.layers])
-    stats = collect_stats(prepared, data, progress=progress, cancel=cancel, batch_bytes=batch_bytes)
+    stats = collect_stats(prepared, data, progress=progress, cancel=cancel, batch_bytes=batch_bytes,
+                          channel_moments=uses_nuq(cfg, prepared.layers))
     return build(prepared, cfg, stats)

@@ -73,13 +73,16 @@ def plan_from_record(
         if given:
             qw = given_weight(idx, l, int_weights[l.name], r.scale_w, lc, guard)
         else:
-            qw = layer_weight(idx, l, lc, guard, scale_w=r.scale_w, cache=cache)
+            qw = layer_weight(idx, l, lc, guard, scale_w=r.scale_w, codebook=r.levels or None, cache=cache)
         lq = LayerQuant(l.name, l.op_type, l.activation, l.weight, spec.weight_index, l.bias, spec.bias_index,
-                        qw.axis, qw.q, qw.scale, pairs_fixed=qw.pairs_fixed, weight_bits=lc.wts_bits)
+                        qw.axis, qw.q, qw.scale, pairs_fixed=qw.pairs_fixed, weight_bits=lc.wts_bits,
+                        codebook=qw.codebook)
         if l.bias is not None:
             b = idx.array(l.bias)
             n_out = spec.out_channels(idx.node(l.name), qw.q)
             bflat = np.broadcast_to(b.reshape(-1), (n_out,)) if b.size in (1, n_out) else b.reshape(-1)
+            if r.bias_correction:  # non-uniform weights: the record's bias correction
+                bflat = bflat + np.asarray(r.bias_correction, np.float64)
             bq, bs, fits = quantize_bias(bflat, plan.tensors[l.activation].scale, qw.scale)
             if not fits and given:  # a job's own integers (QAT): int32 is the limit, not calibration's headroom
                 fits = bool(np.all(np.abs(np.round(bflat.astype(np.float64) / bs.astype(np.float64))) <= 2**31 - 1))

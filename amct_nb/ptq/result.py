@@ -20,7 +20,7 @@ import onnx
 
 from ..analysis import sqnr_db
 from ..config import QuantConfig
-from ..export import QuantPlan
+from ..export import QuantPlan, compact_weights
 from ..ir import (
     byte_size,
     check_output_dir,
@@ -109,6 +109,30 @@ def _reasons(d: dict[str, Reason]) -> list[dict]:
     return [{"name": n, "reason": str(r), "code": r.code.value} for n, r in d.items()]
 
 
+def _entropy_bits(counts: np.ndarray) -> float:
+    p = counts[counts > 0] / max(int(counts.sum()), 1)
+    return float(-(p * np.log2(p)).sum())
+
+
+def _levels_info(lq) -> dict:
+    """What non-uniform weights became: the codebook, how many values are used, their entropy (bits)."""
+    counts = np.bincount(lq.w_q.reshape(-1).astype(np.int64) + 128, minlength=256)
+    return {"weight_algo": "nuq_quantize", "codebook": [int(v) for v in lq.codebook],
+            "weight_levels": int((counts > 0).sum()), "weight_entropy_bits": round(_entropy_bits(counts), 3)}
+
+
+def _storage(plan: QuantPlan) -> dict:
+    """Bits per weight the int8 weights carry (their per-layer entropy, weighted by size): what a compressed
+    store of the deploy model's weights needs, 8 for uniform int8 weights that use the whole grid."""
+    total, bits, nuq = 0, 0.0, 0
+    for lq in plan.layers.values():
+        counts = np.bincount(lq.w_q.reshape(-1).astype(np.int64) + 128, minlength=256)
+        total += lq.w_q.size
+        bits += _entropy_bits(counts) * lq.w_q.size
+        nuq += lq.w_q.size if lq.codebook else 0
+    return {"int8_weights": total, "nuq_weights": nuq, "entropy_bits_per_weight": round(bits / max(total, 1), 3)}
+
+
 @dataclass
 class QuantResult:
     """Everything one calibration produced; :meth:`save` writes AMCT's files."""
@@ -151,13 +175,16 @@ class QuantResult:
             e = self.tensor_errors.get(t)
             return None if e is None else round(e["sqnr_db"], 2)
 
+        layers = [
+            {"name": n, "op_type": l.op_type, "channel_wise": l.axis is not None, "weight_bits": l.weight_bits,
+             "pairs_adjusted": l.pairs_fixed, "weight_sqnr_db": wsqnr(l), "input_sqnr_db": terr(l.activation),
+             **(_levels_info(l) if l.codebook else {})}
+            for n, l in self.plan.layers.items()
+        ]
+        nuq = {"weight_storage": _storage(self.plan)} if any(l.codebook for l in self.plan.layers.values()) else {}
         return {
             "model": self.prepared.name,
-            "quantized_layers": [
-                {"name": n, "op_type": l.op_type, "channel_wise": l.axis is not None, "weight_bits": l.weight_bits,
-                 "pairs_adjusted": l.pairs_fixed, "weight_sqnr_db": wsqnr(l), "input_sqnr_db": terr(l.activation)}
-                for n, l in self.plan.layers.items()
-            ],
+            "quantized_layers": layers,
             "unsupported": unsupported_ops(self.prepared.model),
             "output_error": self.output_errors,
             "output_check": self.output_check,
@@ -168,6 +195,7 @@ class QuantResult:
                                  "pairs_adjusted": self.plan.pairs_fixed, **platform_report()},
             "prepare": list(self.prepared.notes),
             "size_bytes": {"original": orig, "deploy": dep, "ratio": round(dep / max(orig, 1), 4)},
+            **nuq,
         }
 
     def paths(self, outdir, prefix: str | None = None) -> dict[str, Path]:
@@ -175,13 +203,16 @@ class QuantResult:
         name = prefix or self.prepared.name
         return {k: out / f.format(name=name) for k, f in OUTPUT_FILES.items()}
 
-    def save(self, outdir, prefix: str | None = None) -> dict[str, Path]:
-        """Write the AMCT-named outputs into ``outdir`` (atomically, under a folder lock); returns the paths."""
+    def save(self, outdir, prefix: str | None = None, compact: bool = False) -> dict[str, Path]:
+        """Write the AMCT-named outputs into ``outdir`` (atomically, under a folder lock); returns the paths.
+
+        ``compact``: the deploy model stores few-level (NUQ) weights bit-packed with their codebook,
+        expanded by ONNX Runtime at load into the same int8 model (:func:`amct_nb.export.compact_weights`)."""
         check_output_dir(outdir, self.prepared.source)
         paths = self.paths(outdir, prefix)
         files = {
             "fake_quant": self.fake_quant_model,
-            "deploy": self.deploy_model,
+            "deploy": compact_weights(self.deploy_model)[0] if compact else self.deploy_model,
             "modified": modified_model_for(self.prepared, self.config, paths["config"], paths["record"]),
             "config": self.config.to_json(self.prepared.layers),
             "record": self.record.to_text(),

@@ -14,6 +14,7 @@ import numpy as np
 import onnx
 
 from ..config import LayerConfig, QuantConfig
+from ..errors import ConfigError
 from ..ir import GraphIndex
 from ..ops import Layer
 from ..quant import TensorStats, compute_qparams, compute_range, quantize_bias
@@ -21,7 +22,7 @@ from ..reasons import Code, Reason
 from ..record import TENSOR_PREFIX, LayerRecord, Record
 from .plan import range_spec
 from .points import quant_points, select_layers
-from .weights import layer_weight
+from .weights import bias_correction, input_moments, layer_weight
 
 __all__ = ["record_from_stats"]
 
@@ -76,26 +77,41 @@ def record_from_stats(
                 changed = True
         if changed:
             continue
-        wscales = {}
+        wscales, corrections = {}, {}
         for l in on:
             lc = cfg.for_layer(l.name, l.op_type)
-            qw = layer_weight(idx, l, lc, guard, scale_x=qp[l.activation][0], cache=cache)
+            st = stats.get(l.activation)
+            if lc.nuq and st is not None and not st.channels:
+                raise ConfigError(f"layer {l.name} takes non-uniform weights, which weigh their error by per-channel "
+                                  "moments of the layer's input: calibrate with collect_stats(..., "
+                                  "channel_moments=True) (quantize(), the CLI and the AMCT API do)")
+            moments = st.channel_moments() if lc.nuq and st is not None else None
+            qw = layer_weight(idx, l, lc, guard, scale_x=qp[l.activation][0], moments=moments, cache=cache)
             if l.bias is not None:
-                _, _, fits = quantize_bias(idx.array(l.bias).reshape(-1), qp[l.activation][0], qw.scale)
+                b = idx.array(l.bias).reshape(-1)
+                im = input_moments(idx, l, moments) if moments is not None else None
+                if im is not None:  # NUQ: the mean shift its coarser weights cause goes into the bias
+                    # float32, as the record writes it: a record read back gives the same int32 bias
+                    corrections[l.name] = bias_correction(idx, l, qw, im[0]).astype(np.float32).astype(np.float64)
+                    b = np.broadcast_to(b, corrections[l.name].shape) + corrections[l.name]
+                _, _, fits = quantize_bias(b, qp[l.activation][0], qw.scale)
                 if not fits:
                     extra_off[l.name] = Reason(Code.BIAS_OVERFLOW,
                                                "its int32 bias would overflow (tiny input or weight scale)")
                     changed = True
                     continue
-            wscales[l.name] = qw.scale
+            wscales[l.name] = qw
         if changed:
             continue
         rec = Record()
         for l in on:
             s, z = qp[l.activation]
-            sw = np.atleast_1d(wscales[l.name])
+            qw = wscales[l.name]
+            sw = np.atleast_1d(qw.scale)
             rec.layers[l.name] = LayerRecord(scale_d=float(s), offset_d=int(z if signed else z - 128),
-                                             scale_w=[float(v) for v in sw], offset_w=[0] * sw.size)
+                                             scale_w=[float(v) for v in sw], offset_w=[0] * sw.size,
+                                             levels=list(qw.codebook or ()),
+                                             bias_correction=[float(v) for v in corrections.get(l.name, ())])
         inputs = {l.activation for l in on}
         for t in pts:
             if t in qp and t not in inputs:

@@ -13,25 +13,66 @@ import numpy as np
 
 from ..config import LayerConfig
 from ..errors import ConfigError
-from ..ir import GraphIndex
+from ..ir import GraphIndex, attr
 from ..ops import OPS, Layer
 from ..quant import QuantizedWeight, WeightTask, bias_min_scale, get_scheme, pair_guard
 
-__all__ = ["layer_weight", "given_weight", "CACHE_ENTRIES"]
+__all__ = ["layer_weight", "given_weight", "input_moments", "bias_correction", "CACHE_ENTRIES"]
 
 #: Most weight quantizations kept per cache.
 CACHE_ENTRIES = 512
 
 
+def input_moments(idx: GraphIndex, layer: Layer, moments) -> tuple[np.ndarray, np.ndarray] | None:
+    """(mean, mean square) of the input each weight element multiplies, shaped to broadcast against
+    the weight, from per-channel moments of the layer's input (None when they do not fit)."""
+    if moments is None:
+        return None
+    mean, sq = (np.asarray(m, np.float64) for m in moments)
+    shape = tuple(layer.weight_shape)
+    node = idx.node(layer.name)
+    if layer.op_type == "Conv":
+        group = int(attr(node, "group", 1))
+        o, ipg = shape[0], shape[1]
+        if mean.size != ipg * group:
+            return None
+        chan = (np.arange(o)[:, None] // (o // group)) * ipg + np.arange(ipg)[None, :]
+        expand = (o, ipg) + (1,) * (len(shape) - 2)
+        return mean[chan].reshape(expand), sq[chan].reshape(expand)
+    k_axis = 1 if layer.op_type == "Gemm" and int(attr(node, "transB", 0)) else 0
+    if len(shape) != 2 or mean.size != shape[k_axis]:
+        return None
+    view = (1, -1) if k_axis == 1 else (-1, 1)
+    return mean.reshape(view), sq.reshape(view)
+
+
+def bias_correction(idx: GraphIndex, layer: Layer, qw: QuantizedWeight, mean: np.ndarray) -> np.ndarray:
+    """Per output channel, what the weights' quantization shifts the layer's output by on average,
+    ``sum (w - q s) * E[x]`` (kernel positions summed): added to the bias, the mean error vanishes."""
+    w = idx.array(layer.weight).astype(np.float64)
+    shape = [1] * w.ndim
+    if qw.axis is not None:
+        shape[qw.axis] = -1
+    d = (w - qw.q.astype(np.float64) * np.asarray(qw.scale, np.float64).reshape(shape)) * mean
+    out_axis = OPS[layer.op_type].channel_axis(idx.node(layer.name), w)
+    return d.sum(axis=tuple(i for i in range(w.ndim) if i != out_axis))
+
+
 def layer_weight(idx: GraphIndex, layer: Layer, lc: LayerConfig, guard: str, *, scale_x: float | None = None,
-                 scale_w=None, cache: dict | None = None) -> QuantizedWeight:
+                 scale_w=None, codebook=None, moments=None, cache: dict | None = None) -> QuantizedWeight:
     """``layer``'s weight quantized as ``lc`` says: with ``scale_x`` (its input's scale) the bias
-    constraint applies; with ``scale_w`` (from a record) the scales are given and only rounded."""
+    constraint applies; with ``scale_w`` (from a record) the scales are given and only rounded (to
+    ``codebook``, the levels a non-uniform scheme chose, when the record has them)."""
     key = (layer.name, layer.weight, layer.bias, lc.wts_algo, lc.wts_bits, lc.channel_wise, guard,
            None if scale_x is None else float(scale_x),
-           None if scale_w is None else np.asarray(scale_w, np.float32).tobytes())
+           None if scale_w is None else np.asarray(scale_w, np.float32).tobytes(),
+           (lc.num_steps, lc.num_of_iteration, None if codebook is None else tuple(codebook),
+            moments is not None) if lc.nuq else None)
     if cache is not None and key in cache:
         return cache[key]
+    if lc.nuq and layer.op_type not in ("Conv", "Gemm", "MatMul"):
+        raise ConfigError(f"layer {layer.name}: non-uniform weights (nuq_quantize) apply to Conv, Gemm and MatMul "
+                          f"layers, not {layer.op_type}: use arq_quantize for it")
     spec = OPS[layer.op_type]
     node = idx.node(layer.name)
     w = idx.array(layer.weight).astype(np.float32)
@@ -42,8 +83,11 @@ def layer_weight(idx: GraphIndex, layer: Layer, lc: LayerConfig, guard: str, *, 
         n_out = spec.out_channels(node, w)
         b = np.broadcast_to(b, (n_out,)) if b.size == 1 else b
         min_scale = bias_min_scale(b, scale_x, axis is not None)
+    im = input_moments(idx, layer, moments) if lc.nuq else None
     task = WeightTask(w, axis, lc.wts_bits, guard, lambda a: spec.kernel_rows(node, a), min_scale=min_scale,
-                      scale=scale_w, where=layer.name)
+                      scale=scale_w, where=layer.name, steps=lc.num_steps if lc.nuq else None,
+                      iterations=lc.num_of_iteration, codebook=None if codebook is None else tuple(codebook),
+                      energy=None if im is None else im[1])
     res = get_scheme(lc.wts_algo, f"layer {layer.name}").quantize(task)
     if cache is not None:
         if len(cache) >= CACHE_ENTRIES:

@@ -92,6 +92,10 @@ class TensorStats:
     _counts: np.ndarray | None = field(default=None, repr=False)
     _k0: int = 0
     _exp: int = 0
+    #: also keep per-channel sums of x and x^2 (axis 1; the last axis of 3-D tensors): what
+    #: non-uniform weights weigh their error by and correct their bias with
+    channels: bool = False
+    _ch: dict = field(default_factory=dict, repr=False)
 
     # -- accumulation -------------------------------------------------------------------
     def update(self, x: np.ndarray, samples: int | None = None) -> None:
@@ -121,6 +125,8 @@ class TensorStats:
             self._bin(flat[~bad], mn, mx)
             return
         mn, mx = float(mn), float(mx)
+        if self.channels and x.ndim >= 2:
+            self._channel_update(x)
         self.count += flat.size
         self.min, self.max = min(self.min, mn), max(self.max, mx)
         n = samples if samples and x.ndim >= 1 and x.shape[0] == samples else 1
@@ -142,6 +148,31 @@ class TensorStats:
                 self._bin(tails, mn, mx)
             return
         self._bin(flat, mn, mx)
+
+    def _channel_update(self, x: np.ndarray) -> None:
+        # one pass, no copy: axis 1 of [N, C, ...] (convolutions, Gemm), the last axis of [B, T, K] (MatMul)
+        key = -1 if x.ndim == 3 else 1
+        c = x.shape[-1] if key == -1 else x.shape[1]
+        v = x.reshape(-1, c) if key == -1 else x.reshape(x.shape[0], c, -1)
+        spec = "ij,ij->j" if key == -1 else "ncl,ncl->c"
+        s = v.sum(axis=0 if key == -1 else (0, 2), dtype=np.float64)
+        sq = np.einsum(spec, v, v, dtype=np.float64)
+        n = v.shape[0] if key == -1 else v.shape[0] * v.shape[2]
+        have = self._ch.get(key)
+        if have is not None and have[0].shape == s.shape:
+            self._ch[key] = (have[0] + s, have[1] + sq, have[2] + n)
+        elif have is None:
+            self._ch[key] = (s, sq, n)
+        else:  # the channel count changed between batches: no per-channel moments
+            self._ch[key] = (np.zeros(0), np.zeros(0), -1)
+
+    def channel_moments(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(mean, mean of squares) per channel, when kept (``channels``): along axis 1, or the last
+        axis of 3-D tensors."""
+        have = self._ch.get(1) or self._ch.get(-1)
+        if have is None or have[2] <= 0:
+            return None
+        return have[0] / have[2], have[1] / have[2]
 
     def _bin(self, xs: np.ndarray, mn: float, mx: float, weight: float = 1.0) -> None:
         if self._counts is None:
@@ -183,6 +214,10 @@ class TensorStats:
             self.posinf += other.posinf
             self.neginf += other.neginf
             return
+        for key, (s, sq, n) in other._ch.items():
+            have = self._ch.get(key)
+            ok = have is not None and n > 0 and have[2] > 0 and have[0].shape == s.shape
+            self._ch[key] = (have[0] + s, have[1] + sq, have[2] + n) if ok else (have or (s, sq, n))
         h = other.histogram()
         self.nan += other.nan
         self.posinf += other.posinf

@@ -41,6 +41,12 @@ class WeightTask:
     min_scale: np.ndarray | None = None  # smallest scales that keep the int32 bias in range
     scale: np.ndarray | None = None  # scales given by a record: only round (and guard)
     where: str = "layer"  # the layer, for error messages
+    steps: int | None = None  # non-uniform schemes: how many levels (AMCT's num_steps)
+    iterations: int = 1  # non-uniform schemes: rounds of level search and scale refit (num_of_iteration)
+    codebook: tuple | None = None  # non-uniform schemes: the levels, given by a record
+    #: mean square of the input each weight multiplies, broadcastable to the weight (None: unknown);
+    #: non-uniform schemes weigh each weight's error by it, i.e. minimise the layer's output error
+    energy: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,7 @@ class QuantizedWeight:
     scale: np.ndarray  # float32, [C] per channel or [] per tensor
     axis: int | None
     pairs_fixed: int = 0  # adjacent weight pairs the saturation guard changed
+    codebook: tuple | None = None  # the levels of a non-uniform scheme (None: the uniform grid)
 
 
 class WeightScheme(Protocol):
@@ -119,7 +126,7 @@ class Uniform:
 SCHEMES: dict[str, WeightScheme] = {}
 DEFAULT_SCHEME = Uniform.name
 #: AMCT ``wts_algo`` names amct-nb does not implement yet, with what they are.
-NOT_YET = {"nuq_quantize": "non-uniform weight quantization (NUQ)"}
+NOT_YET: dict[str, str] = {}
 
 
 def register_scheme(scheme: WeightScheme) -> WeightScheme:

@@ -30,7 +30,7 @@ from amct_nb.auto import AutoCalibration, loss_within, top1_evaluator
 from amct_nb.auto import search as auto_search
 from amct_nb.config import QuantConfig
 from amct_nb.errors import ConfigError, DataError
-from amct_nb.ptq import range_spec
+from amct_nb.ptq import range_spec, uses_nuq
 from amct_nb.quant import RangeSpec, range_errors
 
 __all__ = ["Session", "EVENTS"]
@@ -203,7 +203,8 @@ class Session:
                 on_batch(seen, total)
             self.emit("progress", seen, total)
 
-        stats = an.collect_stats(self.prepared, self.calibration_data, progress=False, cancel=cancel, on_batch=progress)
+        stats = an.collect_stats(self.prepared, self.calibration_data, progress=False, cancel=cancel, on_batch=progress,
+                                 channel_moments=uses_nuq(self.config, self.quantizable))
         with self._lock:
             self.stats = stats
             if not self.given_result:
