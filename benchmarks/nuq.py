@@ -16,7 +16,9 @@ load time and outputs are compared with the plain file's. The ablation rows swit
 "weight error only" drops the activation-energy weighting and the bias correction (both come from
 the per-channel input moments); "depthwise NUQ too" puts the one-input-channel convolutions on
 levels as well; "output check" is the default ``min_output_sqnr_db`` (15 dB) that sends NUQ layers
-back to uniform, most harmful first, before any layer goes float.
+back to uniform, most harmful first, before any layer goes float; "saturation guard off" is what a CPU
+with VNNI runs exactly (``saturation_guard="off"``; the default ``always`` moves the weight pairs that
+int8 kernels without VNNI would saturate on to the nearest pair of levels that fits).
 """
 
 from __future__ import annotations
@@ -71,9 +73,11 @@ def rows():
         ("NUQ 32: default recipe", 32, {}, off, False),
         ("NUQ 32: 3 refit rounds", 32, {"num_of_iteration": 3}, off, False),
         ("NUQ 32 + output check (default)", 32, {}, {}, False),
+        ("NUQ 32: saturation guard off", 32, {}, {**off, "saturation_guard": "off"}, False),
         ("NUQ 16: weight error only", 16, {}, off, True),
         ("NUQ 16: default recipe", 16, {}, off, False),
         ("NUQ 16 + output check (default)", 16, {}, {}, False),
+        ("NUQ 16: saturation guard off", 16, {}, {**off, "saturation_guard": "off"}, False),
     ]
 
 

@@ -244,3 +244,25 @@ def test_mapping_file_problems(tmp_path):
     (tmp_path / "other.json").write_text(json.dumps({"layers": ["resnet_conv_99"]}))
     with pytest.raises(an.ConfigError, match="names no layer of this model"):
         with_nuq(an.QuantConfig(), layers, mapping_file=tmp_path / "other.json")
+
+
+def test_workbench_table_turns_layers_to_nuq():
+    """The layer table's levels column: an edit makes the layer NUQ; the next build collects the input
+    moments it needs by itself and the table says how many levels the layer uses."""
+    from amct_nb.ui import Workbench
+
+    zm = zoo.load("fmnist-resnet")
+    wb = Workbench(str(zm.path), calibration_data=zm.calibration_data(64), eval_data=zm.test_data(100))
+    wb.session.calibrate()
+    rows = {r["name"]: r for r in wb.settings_panel.table.rows}
+    assert rows["/fc/Gemm"]["nuq_steps"] == 0 and rows["/fc/Gemm"]["nuq_ok"]
+    wb.settings_panel.table.changes = [{"name": "/layer1/conv1/Conv", "field": "nuq_steps", "value": 16},
+                                       {"name": "/fc/Gemm", "field": "nuq_steps", "value": 32}]
+    wb.session.build()
+    plan = wb.session.result.plan.layers
+    assert len(np.unique(plan["/layer1/conv1/Conv"].w_q)) <= 16 and len(plan["/fc/Gemm"].codebook) == 32
+    assert wb.session.planned("/layer1/conv1/Conv").startswith("int8 NUQ 16, 16 levels used")
+    assert not plan["/layer2/conv1/Conv"].codebook
+    wb.settings_panel.table.changes = [{"name": "/fc/Gemm", "field": "nuq_steps", "value": 0}]
+    wb.session.build()
+    assert not wb.session.result.plan.layers["/fc/Gemm"].codebook

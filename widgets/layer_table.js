@@ -1,13 +1,14 @@
 // amct-nb layer table: an anywidget front end (plain ES module, no build step, no imports).
 // State lives in the model's traitlets: rows (Python -> here), filter, sort_by, sort_desc,
 // selection, active (both ways), changes (here -> Python: edits of quant_enable/act_algo/
-// channel_wise, applied to every selected row when the edited row is selected), render_ms.
+// channel_wise/nuq_steps, applied to every selected row when the edited row is selected), render_ms.
 
 const ALGOS = ["mse", "minmax", "percentile", "entropy"];
 const COLS = [
   ["sel", "", false], ["index", "#", true], ["name", "layer", true], ["op_type", "op", true],
   ["weight_shape", "weight shape", true], ["channels", "ch", true], ["quant_enable", "quantize", true],
-  ["act_algo", "range algo", true], ["channel_wise", "weights", true], ["hist", "input histogram", false],
+  ["act_algo", "range algo", true], ["channel_wise", "weights", true], ["nuq_steps", "levels", true],
+  ["hist", "input histogram", false],
   ["clipped", "clipped %", true], ["sqnr", "SQNR dB", true], ["cosine", "cosine", true], ["setting", "result", true],
 ];
 
@@ -77,6 +78,7 @@ function render({ model, el }) {
       case "quant_enable": return `<td><input type="checkbox" data-act="quant_enable"${r.quant_enable ? " checked" : ""}${dis}/></td>`;
       case "act_algo": return `<td><select data-act="act_algo"${dis}>${ALGOS.map((a) => `<option${a === r.act_algo ? " selected" : ""}>${a}</option>`).join("")}</select></td>`;
       case "channel_wise": return `<td><select data-act="channel_wise"${dis}><option value="1"${r.channel_wise ? " selected" : ""}>per-channel</option><option value="0"${r.channel_wise ? "" : " selected"}>per-tensor</option></select></td>`;
+      case "nuq_steps": return `<td><select data-act="nuq_steps"${r.nuq_ok ? dis : " disabled"}>${[[0, "uniform"], [32, "NUQ 32"], [16, "NUQ 16"]].map(([v, t]) => `<option value="${v}"${v === r.nuq_steps ? " selected" : ""}>${t}</option>`).join("")}</select></td>`;
       case "hist": return `<td>${spark(r.hist)}</td>`;
       case "clipped": return `<td class="amct-lt-num">${num(r.clipped, 3)}</td>`;
       case "sqnr": return `<td class="amct-lt-num">${num(r.sqnr, 1)}</td>`;
@@ -152,6 +154,7 @@ function render({ model, el }) {
     } else if (act === "quant_enable") send(targets, "quant_enable", t.checked);
     else if (act === "act_algo") send(targets, "act_algo", t.value);
     else if (act === "channel_wise") send(targets, "channel_wise", t.value === "1");
+    else if (act === "nuq_steps") send(targets, "nuq_steps", Number(t.value));
   });
 
   for (const k of ["rows", "filter", "sort_by", "sort_desc", "selection", "active"]) model.on(`change:${k}`, draw);

@@ -31,7 +31,15 @@ def _front_end() -> Path:
 
 FRONT_END = _front_end()
 #: Row fields the front end may change, with the Python type of their value.
-EDITABLE_FIELDS = {"quant_enable": bool, "act_algo": str, "channel_wise": bool}
+#: what the table edits; ``nuq_steps`` is 0 (uniform weights) or 16/32 (NUQ levels), see :func:`weight_changes`
+EDITABLE_FIELDS = {"quant_enable": bool, "act_algo": str, "channel_wise": bool, "nuq_steps": int}
+
+
+def weight_changes(field: str, value) -> dict:
+    """The LayerConfig changes one table edit makes (``nuq_steps`` sets the weight scheme and its levels)."""
+    if field != "nuq_steps":
+        return {field: value}
+    return {"wts_algo": "nuq_quantize", "num_steps": int(value)} if value else {"wts_algo": "arq_quantize"}
 
 
 class LayerTable(anywidget.AnyWidget):

@@ -18,9 +18,10 @@ import ipywidgets as widgets
 
 from amct_nb.config import ACT_ALGOS
 from amct_nb.errors import AmctError, Cancelled
+from amct_nb.ptq import nuq_refusal
 
 from . import figures, netron_view, tables
-from .layer_table import EDITABLE_FIELDS, LayerTable
+from .layer_table import EDITABLE_FIELDS, LayerTable, weight_changes
 from .session import Session
 
 __all__ = ["Panel", "ModelPanel", "CalibratePanel", "HistogramPanel", "SettingsPanel", "ComparePanel",
@@ -337,6 +338,7 @@ class SettingsPanel(Panel):
                 "channels": int(l.out_channels or 0), "quantizable": l.quantizable, "reason": str(l.reason or ""),
                 "quant_enable": bool(lc.quant_enable and l.quantizable), "act_algo": lc.act_algo,
                 "channel_wise": bool(lc.channel_wise), "setting": s.planned(l.name),
+                "nuq_steps": int(lc.num_steps) if lc.nuq else 0, "nuq_ok": l.quantizable and nuq_refusal(l) is None,
                 "hist": s.sparkline(l.name) if l.quantizable else [],
                 "clipped": clipped,
                 "sqnr": None if e is None else round(e.sqnr_db, 2), "cosine": None if e is None else round(e.cosine, 5),
@@ -360,7 +362,7 @@ class SettingsPanel(Panel):
         for (field, value), names in by_field.items():
             names = [n for n in names if n in quantizable]
             if names:
-                self.session.set_layers(names, **{field: value})
+                self.session.set_layers(names, **weight_changes(field, value))
         if edits:
             self.say(f"{len(edits)} layer setting(s) changed: rebuild to see the effect", "info")
 

@@ -148,6 +148,12 @@ class Session:
         if self.result is not None and name in self.result.float_layers:
             return f"float: {self.result.float_layers[name]}"
         gran = "per-channel" if lc.channel_wise else "per-tensor"
+        if lc.nuq:
+            lq = self.result.plan.layers.get(name) if self.result is not None else None
+            if lq is not None and not lq.codebook:  # the output check sent it back to uniform
+                return f"int8 {lc.act_algo} {gran} (NUQ {lc.num_steps} -> uniform: output check)"
+            used = f", {len(set(lq.w_q.reshape(-1).tolist()))} levels used" if lq is not None else ""
+            return f"int8 NUQ {lc.num_steps}{used} {lc.act_algo} {gran}"
         return f"int{lc.wts_bits} {lc.act_algo} {gran}"
 
     # -- settings ---------------------------------------------------------------------
@@ -224,6 +230,8 @@ class Session:
                             "Workbench to calibrate it")
         if self.stats is None:
             raise DataError("no statistics yet: calibrate first (the Calibrate button or session.calibrate())")
+        if self._needs_moments():  # a layer turned to NUQ after calibration: one more pass, with the moments
+            self.calibrate(build=False)
         t0 = time.perf_counter()
         with self._lock:
             cfg = self.config.copy()
@@ -236,6 +244,13 @@ class Session:
         self.timings["build"] = time.perf_counter() - t0
         self.emit("result")
         return res
+
+    def _needs_moments(self) -> bool:
+        """Whether a NUQ layer's input lacks the per-channel moments its weights need (and data can give them)."""
+        if self.calibration_data is None or not uses_nuq(self.config, self.quantizable):
+            return False
+        return any(self.config.for_layer(l.name, l.op_type).nuq and l.activation in self.stats
+                   and self.stats[l.activation].channel_moments() is None for l in self.quantizable)
 
     def warm_range_errors(self, background: bool = True):
         """Compute every layer's range errors ahead of time (a thread by default), so that
