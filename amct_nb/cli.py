@@ -166,6 +166,17 @@ def cmd_calibrate(args) -> int:
     return 0
 
 
+def cmd_retrain(args) -> int:
+    """``amct-nb retrain``: the torch room's runner (loaded only for this command)."""
+    try:
+        from .qat.cli import run
+    except ImportError as e:
+        from .errors import NotSupportedError
+
+        raise NotSupportedError(f"retrain needs the torch extra ({e}): pip install 'amct-nb[torch]'") from e
+    return run(args, _preprocess(args))
+
+
 def cmd_convert_qat(args) -> int:
     from .convert import convert_qat
     from .data import open_data
@@ -332,6 +343,32 @@ def build_parser() -> argparse.ArgumentParser:
                    help="which quantized model evaluate() gets (default: the deploy model ONNX Runtime runs)")
     _add_config_options(a)
     a.set_defaults(func=cmd_auto_calibrate)
+
+    r = sub.add_parser("retrain", help="quantization-aware training (the torch extra): PTQ warm start, then training "
+                                       "with labels or by distillation; AMCT's outputs")
+    r.add_argument("model", help="the float ONNX model (never modified)")
+    r.add_argument("--data", required=True, help="training data: image folder with class subfolders, IDX, CIFAR-10 "
+                                                 "binary, .npz with x/y, .npy (with --distill)")
+    r.add_argument("--output", required=True, help="output folder: AMCT's files, retrain_log.csv, checkpoints/")
+    r.add_argument("--prefix", help="name of the output models (default: the model file's stem)")
+    r.add_argument("--eval", help="evaluation data with labels (top-1 per epoch in retrain_log.csv)")
+    g = r.add_mutually_exclusive_group()
+    g.add_argument("--epochs", type=int, default=1)
+    g.add_argument("--steps", type=int, help="optimizer steps in all (instead of --epochs)")
+    r.add_argument("--batch-size", type=int, default=64, help="global batch (split over --nproc processes)")
+    r.add_argument("--lr", type=float, default=1e-3)
+    r.add_argument("--distill", action="store_true", help="train against the float model's outputs (no labels)")
+    r.add_argument("--per-tensor", action="store_true", help="per-tensor weight scales (default: per channel)")
+    r.add_argument("--weight-bits", type=int, choices=[8, 4], default=8)
+    r.add_argument("--config", help="AMCT-style config.json")
+    r.add_argument("--calibration-samples", type=int, default=256, help="samples for the PTQ warm start")
+    r.add_argument("--nproc", type=int, default=1, help="train with N processes (torchrun, gloo on CPU)")
+    r.add_argument("--resume", help="a checkpoint (checkpoints/epoch_N.pt) to continue from")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--quiet", action="store_true")
+    r.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    _add_data_options(r)
+    r.set_defaults(func=cmd_retrain)
 
     v = sub.add_parser("convert-qat", help="convert a QAT / QDQ model (PyTorch, TensorFlow, ONNX Runtime, NNCF) to "
                                            "AMCT's outputs, keeping its scales and integer weights")

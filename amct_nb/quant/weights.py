@@ -78,7 +78,8 @@ class Uniform:
     name = "arq_quantize"
 
     def check(self, bits: int) -> str | None:
-        return None if bits == 8 else f"weight num_bits {bits} is not supported for uniform weights: use 8"
+        # 4: A8W4, values on the 4-bit grid stored in int8 initializers (what QAT trains for; PTQ works too)
+        return None if bits in (8, 4) else f"weight num_bits {bits} is not supported for uniform weights: use 8 or 4"
 
     def quantize(self, t: WeightTask) -> QuantizedWeight:
         w, axis, bits = t.weight, t.axis, t.bits

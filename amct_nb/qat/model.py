@@ -1,0 +1,118 @@
+"""The QAT model: a PTQ result's plan as a trainable torch module, and back to a record.
+
+:class:`QatModel` runs the prepared (BatchNorm-folded) graph with a fake quantizer on every tensor the
+plan quantizes (where it is produced, so every consumer reads the quantized value, as in the deploy
+model), on every int8 layer's weight, and on its bias (int32 at ``scale_x * scale_w``). Layers the plan
+left float stay float. :meth:`QatModel.export` turns the learned grids and integer weights into a
+record and writes AMCT's outputs through :func:`amct_nb.ptq.build`, the code that writes PTQ and
+convert-QAT models, so the fake-quant model equals the deploy model and both equal what was trained.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from torch import nn
+
+from ..ops import OPS
+from ..ptq import QuantResult, build
+from ..reasons import Reason
+from ..record import TENSOR_PREFIX, LayerRecord, Record
+from .graph import TorchGraph
+from .quantizers import ActQuant, WeightQuant, fake_quant_bias
+
+__all__ = ["QatModel"]
+
+
+class QatModel(nn.Module):
+    """``ptq``'s plan as a torch module (see the module docstring). ``forward(*inputs)`` takes the
+    model's inputs as tensors, in graph order."""
+
+    def __init__(self, ptq: QuantResult):
+        super().__init__()
+        self.ptq = ptq
+        prepared, plan = ptq.prepared, ptq.plan
+        self.graph = TorchGraph(prepared.model)
+        self.asymmetric = ptq.config.activation_offset
+        for t, tq in plan.tensors.items():
+            self.graph.hook_tensor(t, ActQuant(tq.scale, tq.zero_point, tq.qmin, tq.qmax,
+                                               learn_zero_point=bool(self.asymmetric)))
+        self.weights = nn.ModuleDict()
+        self._wkey: dict[str, str] = {}
+        idx = self.graph.index
+        for i, (name, lq) in enumerate(plan.layers.items()):
+            node = idx.node(name)
+            shape = tuple(lq.w_q.shape)
+            rows = OPS[lq.op_type].kernel_rows(node, np.arange(int(np.prod(shape))).reshape(shape)) \
+                if plan.guard == "pairs" else None
+            self._wkey[name] = f"w{i}"
+            bits = ptq.config.for_layer(name, lq.op_type).wts_bits
+            self.weights[f"w{i}"] = WeightQuant(lq.w_scale, lq.axis, shape, 2 ** (bits - 1) - 1, rows)
+            self.graph.layer_hooks[name] = self._layer_hook(name, lq.activation)
+
+    def _layer_hook(self, name: str, activation: str):
+        def hook(w, b):
+            wq = self.weights[self._wkey[name]]
+            q, s = wq.integers(w)
+            if b is not None:
+                act = self.graph.tensor_hook(activation)
+                sx = act.scale.abs().clamp_min(1e-12)
+                b = fake_quant_bias(b, sx, s.reshape(-1))
+            return q * s, b
+        return hook
+
+    def forward(self, *inputs):
+        return self.graph(*inputs)
+
+    def float_parameters(self):
+        """The weights and biases (what the optimizer's weight learning rate applies to)."""
+        return list(self.graph.params.values())
+
+    def grid_parameters(self):
+        """The quantizers' scales and zero points."""
+        return [p for m in (self.graph.tensor_hooks, self.weights) for p in m.parameters() if p.requires_grad]
+
+    # -- back to a record ---------------------------------------------------------------------
+    def record(self) -> tuple[Record, dict[str, np.ndarray]]:
+        """The learned grids as a record (the PTQ record's keys and order) and the integer weights."""
+        rec, ints = Record(), {}
+        plan = self.ptq.plan
+        signed = self.ptq.config.activation_dtype == "int8"
+        for key in self.ptq.record.layers:
+            tensor = key[len(TENSOR_PREFIX):] if key.startswith(TENSOR_PREFIX) else plan.layers[key].activation
+            s, zp = self.graph.tensor_hook(tensor).grid()
+            r = LayerRecord(scale_d=float(s), offset_d=zp if signed else zp - 128)
+            if not key.startswith(TENSOR_PREFIX):
+                w = self.graph.param(plan.layers[key].weight)
+                q, sw = self.weights[self._wkey[key]].export(w)
+                r.scale_w = [float(v) for v in np.atleast_1d(sw)]
+                ints[key] = q
+            rec.layers[key] = r
+        return rec, ints
+
+    def export(self) -> QuantResult:
+        """AMCT's outputs of the trained model (a QuantResult: ``save`` writes them)."""
+        rec, ints = self.record()
+        # the trained float weights and biases (the int8 layers' biases are quantized from them; float layers keep them)
+        trained = _with_initializers(self.ptq.prepared, {name: self.graph.param(name).detach().numpy()
+                                                         for name in self.graph.key})
+        res = build(trained, self.ptq.config, self.ptq.stats, record=rec, int_weights=ints)
+        for n, why in self.ptq.float_layers.items():
+            if n in res.plan.float_layers:
+                res.plan.float_layers[n] = why if isinstance(why, Reason) else res.plan.float_layers[n]
+        return res
+
+
+def _with_initializers(prepared, arrays: dict[str, np.ndarray]):
+    """A copy of ``prepared`` whose model holds ``arrays`` in place of those initializers."""
+    from dataclasses import replace
+
+    from onnx import numpy_helper
+
+    from ..ir import clone
+
+    m = clone(prepared.model)
+    for t in m.graph.initializer:
+        if t.name in arrays:
+            t.CopyFrom(numpy_helper.from_array(np.asarray(arrays[t.name], np.float32), t.name))
+    return replace(prepared, model=m, weight_cache={})
+

@@ -1,0 +1,305 @@
+"""A training loop for those who do not bring one: PTQ warm start, QAT, checkpoints, AMCT's outputs.
+
+:func:`retrain` calibrates the model (the PTQ result is the starting point: every grid and scale is
+initialised from it), then trains the :class:`~amct_nb.qat.model.QatModel` with labels (cross
+entropy) or, with ``distill=True``, against the float model's outputs (no labels needed: the
+calibration images are enough), and writes AMCT's files from the learned record.
+
+One process, or several under ``torchrun`` (``torch.distributed`` with DistributedDataParallel: gloo
+on CPU, nccl on GPUs; each rank takes ``batch_size / world`` samples of every global batch from a
+DistributedSampler, gradients are averaged, so the quantizers' parameters stay identical on every
+rank; rank 0 alone writes checkpoints and outputs). The sample order of epoch ``e`` depends only on
+``seed`` and ``e``, so ``resume=`` continues a run exactly: on CPU a resumed run ends with the same
+weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from ..config import QuantConfig
+from ..errors import AmctError, ConfigError, DataError
+from ..ir import atomic_write_text
+from ..ptq import QuantResult, build, collect_stats, prepare
+from .graph import TorchGraph
+from .model import QatModel
+
+__all__ = ["retrain", "RetrainResult", "TrainingError", "as_arrays"]
+
+log = logging.getLogger("amct_nb.qat")
+
+
+class TrainingError(AmctError):
+    """Training stopped (a NaN loss, a bad checkpoint); ``checkpoint`` is the last good one, if any."""
+
+    def __init__(self, msg: str, checkpoint: Path | None = None):
+        super().__init__(msg)
+        self.checkpoint = checkpoint
+
+
+@dataclass
+class RetrainResult:
+    """What :func:`retrain` made: the trained model's AMCT outputs (``result.save``), the PTQ start,
+    the history (one row per epoch) and where things were written."""
+
+    result: QuantResult | None
+    ptq: QuantResult
+    history: list[dict] = field(default_factory=list)
+    checkpoints: list[Path] = field(default_factory=list)
+    paths: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def save(self, outdir, prefix: str | None = None, **kw) -> dict:
+        return self.result.save(outdir, prefix, **kw)
+
+
+# -- data ----------------------------------------------------------------------------------------
+def as_arrays(data, labels=None, preprocess=None, limit: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """(samples, labels or None) in memory from an array, a path any amct-nb loader opens, or a dataset."""
+    from ..data import labels_of, open_data
+
+    if isinstance(data, tuple) and len(data) == 2 and labels is None:
+        data, labels = data
+    if isinstance(data, np.ndarray):
+        x = data[:limit] if limit else data
+    else:
+        kw = {}
+        if isinstance(data, (str, os.PathLike)) and str(data).lower().endswith(".npz"):
+            with np.load(data) as f:  # labels stored beside the samples (x, y) are labels, not a second input
+                keys = list(f.keys())
+            found = [k for k in ("y", "labels", "label") if k in keys]
+            if found and len(keys) > 1:
+                kw["labels_key"] = found[0]
+        ds = open_data(data, preprocess, limit=limit, **kw)
+        samples = []
+        for s in ds:
+            if isinstance(s, dict):
+                if len(s) != 1:
+                    raise DataError("training takes models with one input; this data has feeds with "
+                                    f"{len(s)} inputs ({', '.join(s)})")
+                s = next(iter(s.values()))
+            samples.append(np.asarray(s, np.float32))
+        if not samples:
+            raise DataError(f"no samples in {data}")
+        x = np.stack(samples)
+        if labels is None:
+            labels = labels_of(ds)
+    y = None if labels is None else np.asarray(labels)[: len(x)].astype(np.int64)
+    if y is not None and len(y) != len(x):
+        raise DataError(f"{len(x)} samples but {len(y)} labels: give one label per sample")
+    return np.ascontiguousarray(x, np.float32), y
+
+
+# -- distributed ---------------------------------------------------------------------------------
+def _world() -> tuple[int, int, torch.device]:
+    """(rank, world size, device); joins the process group torchrun set up."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, torch.device("cpu")
+    cuda = torch.cuda.is_available()
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if cuda else "gloo")
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    device = torch.device(f"cuda:{local}") if cuda else torch.device("cpu")
+    if cuda:
+        torch.cuda.set_device(device)
+    return dist.get_rank(), dist.get_world_size(), device
+
+
+def _fingerprint(ptq: QuantResult, settings: dict) -> str:
+    h = hashlib.sha256(ptq.record.to_text().encode())
+    h.update(ptq.config.to_json(ptq.prepared.layers).encode())
+    h.update(json.dumps(settings, sort_keys=True).encode())
+    return h.hexdigest()[:16]
+
+
+def _order(n: int, epoch: int, seed: int, rank: int, world: int) -> list[int]:
+    """The samples of ``epoch`` for ``rank``: one permutation of all samples, dealt round robin."""
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1000003 + epoch)).tolist()
+    return perm[rank::world] if world > 1 else perm
+
+
+def _loss(out, target, teacher_out, distill: bool):
+    if not distill:
+        return F.cross_entropy(out, target)
+    if out.dim() == 2 and out.shape[1] > 1:  # a classifier: match the float model's class probabilities
+        return F.kl_div(F.log_softmax(out, 1), F.log_softmax(teacher_out, 1), reduction="batchmean", log_target=True)
+    return F.mse_loss(out, teacher_out)
+
+
+def _top1(model, x, y, batch: int = 256) -> float | None:
+    if y is None or x is None:
+        return None
+    model.eval()
+    with torch.no_grad():
+        pred = torch.cat([model(torch.from_numpy(x[i:i + batch])).argmax(1) for i in range(0, len(x), batch)])
+    model.train()
+    return float((pred.numpy() == y).mean())
+
+
+def retrain(model, data, *, labels=None, eval_data=None, eval_labels=None, output=None, prefix: str | None = None,
+            epochs: int = 1, steps: int | None = None, batch_size: int = 64, lr: float = 1e-3,
+            distill: bool = False, config: QuantConfig | None = None, per_tensor: bool = False, weight_bits: int = 8,
+            calibration_samples: int = 256, resume=None, checkpoint_dir=None, seed: int = 0,
+            progress: bool = True, preprocess=None) -> RetrainResult:
+    """Quantization-aware training of an ONNX model (see the module docstring); returns a RetrainResult.
+
+    ``data``/``labels``: training samples (array, path or dataset; labels from the loader when it has
+    them); ``distill``: train against the float model instead (labels ignored). ``output``: where AMCT's
+    files, ``retrain_log.csv`` and the checkpoints (``checkpoints/epoch_N.pt``) go (rank 0). ``steps``:
+    stop after this many optimizer steps (else ``epochs`` passes). ``resume``: a checkpoint to continue."""
+    t0 = time.perf_counter()
+    rank, world, device = _world()
+    torch.manual_seed(seed)
+    if epochs < 1 or (steps is not None and steps < 1) or batch_size < 1 or not lr > 0:
+        raise ConfigError(f"epochs {epochs}, steps {steps}, batch_size {batch_size}, lr {lr}: give positive values")
+    if batch_size % world:
+        raise ConfigError(f"batch_size {batch_size} does not split over {world} processes: use a multiple of {world}")
+    x, y = as_arrays(data, labels, preprocess)
+    if not distill and y is None:
+        raise DataError("training needs labels: give labels= (or data with labels: an image folder with classes, IDX "
+                        "with its labels file, CIFAR-10 binary), or distill=True to train against the float model "
+                        "without labels")
+    xe, ye = as_arrays(eval_data, eval_labels, preprocess) if eval_data is not None else (None, None)
+    cfg = (config or QuantConfig(min_output_sqnr_db=None)).copy()
+    if per_tensor:
+        cfg.default.channel_wise = False
+    if weight_bits != 8:
+        cfg.default.wts_bits = weight_bits
+    prepared = prepare(model, cfg)
+    cal = x[:calibration_samples]
+    ptq = build(prepared, cfg, collect_stats(prepared, cal, progress=False))
+    qm = QatModel(ptq).to(device)
+    teacher = TorchGraph(prepared.model).to(device).eval() if distill else None
+    if teacher is not None:
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+    settings = {"batch_size": batch_size, "lr": lr, "distill": distill, "seed": seed, "epochs": epochs,
+                "steps": steps, "per_tensor": per_tensor, "weight_bits": weight_bits, "world": world}
+    fp = _fingerprint(ptq, {k: v for k, v in settings.items() if k != "world"})
+    per_epoch = math.ceil(len(x) / batch_size)
+    total = steps if steps is not None else epochs * per_epoch
+    n_epochs = math.ceil(total / per_epoch)
+    opt = torch.optim.SGD([{"params": qm.float_parameters()}, {"params": qm.grid_parameters()}],
+                          lr=lr, momentum=0.9)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+    start_epoch, step, history = 0, 0, []
+    if resume is not None:
+        start_epoch, step, history = _restore(resume, qm, opt, sched, fp)
+    net = torch.nn.parallel.DistributedDataParallel(qm) if world > 1 else qm
+    out = Path(output) if output is not None else None
+    ckdir = Path(checkpoint_dir) if checkpoint_dir is not None else (out / "checkpoints" if out else None)
+    csv_rows = list(history)
+    res = RetrainResult(None, ptq, history)
+    bar = tqdm(total=total, initial=step, disable=not progress or rank != 0, desc="QAT", unit="step")
+    last_good = None
+    try:
+        for epoch in range(start_epoch, n_epochs):
+            order = _order(len(x), epoch, seed, rank, world)
+            local = batch_size // world
+            losses = []
+            for i in range(0, len(order), local):
+                if step >= total:
+                    break
+                idx = order[i:i + local]
+                xb = torch.from_numpy(x[idx]).to(device)
+                outp = net(xb)
+                with torch.no_grad():
+                    tout = teacher(xb) if teacher is not None else None
+                target = torch.from_numpy(y[idx]).to(device) if y is not None and not distill else None
+                loss = _loss(outp, target, tout, distill)
+                if not torch.isfinite(loss):
+                    raise TrainingError(f"the loss became {float(loss)} at step {step + 1} (epoch {epoch + 1}): "
+                                        "training stopped; lower the learning rate (--lr)"
+                                        + (f"; the last good checkpoint is {last_good}" if last_good else ""),
+                                        last_good)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                step += 1
+                losses.append(loss.item())
+                bar.update(1)
+                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", epoch=epoch + 1)
+            row = {"epoch": epoch + 1, "step": step, "loss": float(np.mean(losses)) if losses else None,
+                   "lr": sched.get_last_lr()[0], "eval_top1": _top1(qm, xe, ye) if rank == 0 else None}
+            history.append(row)
+            csv_rows.append(row)
+            if rank == 0 and ckdir is not None:
+                last_good = _checkpoint(ckdir / f"epoch_{epoch + 1}.pt", qm, opt, sched, epoch + 1, step, history, fp)
+                res.checkpoints.append(last_good)
+            if rank == 0 and out is not None:
+                _write_csv(out / "retrain_log.csv", csv_rows)
+            if step >= total:
+                break
+    except KeyboardInterrupt:
+        if rank == 0 and ckdir is not None:
+            path = _checkpoint(ckdir / "interrupted.pt", qm, opt, sched, epoch, step, history, fp)
+            log.warning("interrupted at step %d: checkpoint %s (resume= continues from the start of epoch %d)",
+                        step, path, epoch + 1)
+        raise
+    finally:
+        bar.close()
+    qm.eval()
+    res.result = qm.export()
+    if rank == 0 and out is not None:
+        res.paths = res.result.save(out, prefix)
+    if world > 1:
+        dist.barrier()
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+def _checkpoint(path: Path, qm, opt, sched, epoch: int, step: int, history: list, fp: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({"model": qm.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                "epoch": epoch, "step": step, "history": history, "fingerprint": fp}, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def _restore(path, qm, opt, sched, fp: str) -> tuple[int, int, list]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"checkpoint not found: {p}")
+    try:
+        ck = torch.load(p, map_location="cpu", weights_only=False)
+    except Exception as e:  # noqa: BLE001 - any unreadable file
+        raise ConfigError(f"{p} is not an amct-nb training checkpoint ({e})") from e
+    if not isinstance(ck, dict) or "fingerprint" not in ck:
+        raise ConfigError(f"{p} is not an amct-nb training checkpoint")
+    if ck["fingerprint"] != fp:
+        raise ConfigError(f"checkpoint {p} belongs to another model, config or training settings (fingerprint "
+                          f"{ck['fingerprint']} vs {fp}): resume with the same model, data, config, batch size, "
+                          "learning rate and seed, or start afresh")
+    qm.load_state_dict(ck["model"])
+    opt.load_state_dict(ck["optimizer"])
+    sched.load_state_dict(ck["scheduler"])
+    return int(ck["epoch"]), int(ck["step"]), list(ck["history"])
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    import io
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=["epoch", "step", "loss", "lr", "eval_top1"])
+    w.writeheader()
+    for r in rows:
+        w.writerow(r)
+    atomic_write_text(path, buf.getvalue())
