@@ -223,8 +223,9 @@ def retrain(model, data, *, labels=None, eval_data=None, eval_labels=None, outpu
                 target = torch.from_numpy(y[idx]).to(device) if y is not None and not distill else None
                 loss = _loss(outp, target, tout, distill)
                 if not torch.isfinite(loss):
-                    raise TrainingError(f"the loss became {float(loss)} at step {step + 1} (epoch {epoch + 1}): "
-                                        "training stopped; lower the learning rate (--lr)"
+                    raise TrainingError(f"the loss became {loss.item()} at step {step + 1} (epoch {epoch + 1}): "
+                                        "training stopped; check the data for NaN/inf values, or lower the learning "
+                                        "rate (--lr)"
                                         + (f"; the last good checkpoint is {last_good}" if last_good else ""),
                                         last_good)
                 opt.zero_grad(set_to_none=True)
@@ -254,6 +255,8 @@ def retrain(model, data, *, labels=None, eval_data=None, eval_labels=None, outpu
         raise
     finally:
         bar.close()
+    if world > 1:
+        _check_same_parameters(qm, rank, world)
     qm.eval()
     res.result = qm.export()
     if rank == 0 and out is not None:
@@ -262,6 +265,19 @@ def retrain(model, data, *, labels=None, eval_data=None, eval_labels=None, outpu
         dist.barrier()
     res.seconds = time.perf_counter() - t0
     return res
+
+
+def _check_same_parameters(qm, rank: int, world: int) -> None:
+    """Every rank must hold the same weights and grids after training (DDP averages the gradients)."""
+    with torch.no_grad():
+        vec = torch.cat([p.detach().reshape(-1).double().cpu() for p in qm.parameters()])
+        mine = torch.stack([vec.sum(), (vec * torch.arange(1, vec.numel() + 1, dtype=torch.float64)).sum()])
+        every = [torch.zeros_like(mine) for _ in range(world)]
+        dist.all_gather(every, mine)
+    if any(not torch.equal(every[0], e) for e in every[1:]):
+        sums = [e.tolist() for e in every]
+        raise TrainingError(f"rank {rank}: the processes ended with different parameters ({sums})"
+                            ": please report this")
 
 
 def _checkpoint(path: Path, qm, opt, sched, epoch: int, step: int, history: list, fp: str) -> Path:
