@@ -2,6 +2,7 @@
 model's export against PTQ, training on real Fashion-MNIST data (Debian's dataset-fashion-mnist, which
 CI installs), exact resume, distillation without labels, two processes under torchrun, and bad input."""
 
+import json
 import os
 import subprocess
 import sys
@@ -217,3 +218,109 @@ def test_cli_without_labels_says_what_to_do(tmp_path):
     assert main(["retrain", str(zm.path), "--data", str(tmp_path / "x.npy"), "--output", str(tmp_path / "o"),
                  "--quiet"]) == 2
     assert not (tmp_path / "o").exists()
+
+
+# -- AMCT's PyTorch API ----------------------------------------------------------------------------
+class _Net(torch.nn.Module):
+    """A small CNN with BatchNorm, as a user brings it."""
+
+    def __init__(self):
+        super().__init__()
+        nn = torch.nn
+        self.c1, self.b1 = nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16)
+        self.c2, self.b2 = nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.BatchNorm2d(32)
+        self.fc = nn.Linear(32, 10)
+
+    def forward(self, t):
+        t = torch.relu(self.b1(self.c1(t)))
+        t = torch.relu(self.b2(self.c2(t)))
+        return self.fc(t.mean((2, 3)))
+
+
+@pytest.fixture(scope="module")
+def torch_net(fmnist):
+    (x, y), _ = fmnist
+    torch.manual_seed(0)
+    net = _Net()
+    opt = torch.optim.Adam(net.parameters(), 3e-3)
+    for _ in range(2):
+        for i in range(0, len(x) - 99, 100):
+            xb, yb = torch.from_numpy(x[i:i + 100]), torch.from_numpy(y[i:i + 100])
+            loss = torch.nn.functional.cross_entropy(net(xb), yb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return net.eval()
+
+
+def test_amct_pytorch_retrain_flow(torch_net, fmnist, tmp_path, monkeypatch):
+    import amct_nb.qat.amct as amct
+
+    (x, y), (xe, ye) = fmnist
+    monkeypatch.chdir(tmp_path)
+    inp = torch.from_numpy(x[:8])
+    amct.create_quant_retrain_config("tmp/retrain.json", torch_net, inp)
+    d = json.loads(Path("tmp/retrain.json").read_text())
+    assert d["/c1/Conv"]["retrain_weight_config"] == {"algo": "arq_retrain", "channel_wise": True, "dst_type": "INT8"}
+    model = amct.create_quant_retrain_model("tmp/retrain.json", torch_net, "tmp/record.txt", inp)
+    model.train()
+    opt = torch.optim.SGD(model.parameters(), 1e-3, momentum=0.9)
+    for i in range(0, 2000, 100):  # the user's own loop
+        loss = torch.nn.functional.cross_entropy(model(torch.from_numpy(x[i:i + 100])), torch.from_numpy(y[i:i + 100]))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    torch.save({"net": model.state_dict()}, "tmp/ck.pth")
+    paths = amct.save_quant_retrain_model("tmp/retrain.json", model, "tmp/record.txt", "out/net", inp)
+    assert Path("tmp/record.txt").read_text().startswith("record {")
+    with torch.no_grad():
+        fp = (torch_net(torch.from_numpy(xe)).argmax(1).numpy() == ye).mean()
+    dep = run(onnx.load(paths["deploy"]), xe).argmax(1)
+    assert (dep == run(onnx.load(paths["fake_quant"]), xe).argmax(1)).mean() >= 0.995
+    assert (dep == ye).mean() >= fp - 0.03
+    again = amct.restore_quant_retrain_model("tmp/retrain.json", torch_net, "tmp/record2.txt", inp, "tmp/ck.pth",
+                                             state_dict_name="net")
+    p2 = amct.save_quant_retrain_model("tmp/retrain.json", again, "tmp/record2.txt", "out/net2", inp)
+    assert Path(p2["deploy"]).read_bytes() == Path(paths["deploy"]).read_bytes()
+    with pytest.raises(an.ConfigError, match="pass state_dict_name"):
+        amct.restore_quant_retrain_model("tmp/retrain.json", torch_net, "tmp/r3.txt", inp, "tmp/ck.pth")
+    d["/c1/Conv"]["retrain_weight_config"]["channel_wise"] = False
+    Path("tmp/other.json").write_text(json.dumps(d))
+    with pytest.raises(an.ConfigError, match="another retrain config"):
+        amct.restore_quant_retrain_model("tmp/other.json", torch_net, "tmp/r3.txt", inp, "tmp/ck.pth", "net")
+
+
+def test_amct_pytorch_retrain_cfg_refusals(torch_net, tmp_path):
+    import amct_nb.qat.amct as amct
+
+    inp = torch.zeros(2, 1, 28, 28)
+    cfg = tmp_path / "r.cfg"
+    cfg.write_text("batch_num: 2\nretrain_data_quant_config { ulq_quantize { dst_type: INT4 } }\n")
+    with pytest.raises(an.NotSupportedError, match="activation dst_type INT4"):
+        amct.create_quant_retrain_config(tmp_path / "c.json", torch_net, inp, config_defination=cfg)
+    cfg.write_text("prune_config { filter_pruner { balanced_l2_norm_filter_prune { prune_ratio: 0.3 } } }\n")
+    with pytest.raises(an.NotSupportedError, match="prune_config.*not supported"):
+        amct.create_quant_retrain_config(tmp_path / "c.json", torch_net, inp, config_defination=cfg)
+    cfg.write_text("batch_num: 3\nretrain_weight_quant_config { arq_retrain { channel_wise: false dst_type: INT4 } }\n")
+    amct.create_quant_retrain_config(tmp_path / "c.json", torch_net, inp, config_defination=cfg)
+    d = json.loads((tmp_path / "c.json").read_text())
+    assert d["batch_num"] == 3 and d["/fc/Gemm"]["retrain_weight_config"]["dst_type"] == "INT4"
+    assert not (tmp_path / "bad.json").exists()
+
+
+def test_amct_pytorch_ptq_flow(torch_net, fmnist, tmp_path, monkeypatch):
+    import amct_nb.qat.amct as amct
+
+    (x, y), (xe, ye) = fmnist
+    monkeypatch.chdir(tmp_path)
+    inp = torch.from_numpy(x[:8])
+    amct.create_quant_config("tmp/config.json", torch_net, inp, batch_num=2)
+    calib = amct.quantize_model("tmp/config.json", "tmp/modified.onnx", "tmp/record.txt", torch_net, inp)
+    out = calib(torch.from_numpy(x[:100]))
+    assert isinstance(out, torch.Tensor) and out.shape == (100, 10)
+    calib(torch.from_numpy(x[100:200]))
+    paths = amct.save_model("tmp/modified.onnx", "tmp/record.txt", "out/net")
+    with torch.no_grad():
+        fp = torch_net(torch.from_numpy(xe)).argmax(1).numpy()
+    dep = run(onnx.load(paths["deploy"]), xe).argmax(1)
+    assert (dep == fp).mean() >= 0.97

@@ -40,7 +40,7 @@ from .convert import convert_qat_model
 from .session import InferenceSession, modified_metadata
 
 __all__ = [
-    "create_quant_config", "quantize_model", "save_model", "InferenceSession", "AMCT_SO",
+    "create_quant_config", "quantize_model", "save_model", "write_amct_files", "InferenceSession", "AMCT_SO",
     "accuracy_based_auto_calibration", "AutoCalibrationEvaluatorBase", "convert_qat_model",
     "AutoCalibrationStrategyBase", "BinarySearchStrategy", "SensitivityBase", "CosineSimilaritySensitivity",
     "MseSensitivity",
@@ -121,7 +121,12 @@ def save_model(modified_onnx_file, record_file, save_path) -> dict:
     changes = [Change("note", n) for n in json.loads(meta.get("amct_nb.notes", "[]"))]
     fusion = json.loads(meta.get("amct_nb.fusion", "{}"))
     p = Prepared(model, model, find_layers(model), changes, meta.get("amct_nb.source") or None)
-    result = build(p, cfg, {}, record=record)
+    return write_amct_files(build(p, cfg, {}, record=record), save_path, fusion)
+
+
+def write_amct_files(result, save_path, fusion: dict) -> dict:
+    """``<save_path>_fake_quant_model.onnx``, ``<save_path>_deploy_model.onnx`` and ``<save_path>_quant.json``
+    of a result (each written atomically); returns the paths."""
     prefix = Path(save_path)
     paths = {
         "fake_quant": Path(f"{prefix}_fake_quant_model.onnx"),
