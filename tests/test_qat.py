@@ -180,14 +180,28 @@ def test_four_bit_weights(fmnist):
         assert lq.w_q.min() >= -7 and lq.w_q.max() <= 7 and lq.weight_bits == 4
 
 
-def test_nan_loss_stops_with_the_step(fmnist, tmp_path):
+def test_nan_loss_stops_with_the_step(fmnist, tmp_path, monkeypatch):
+    import amct_nb.qat.train as train_mod
+
     (x, y), _ = fmnist
     zm = zoo.load("fmnist-resnet")
-    bad = x[:512].copy()
-    bad[300] = np.nan  # one corrupt training sample, after the 64 the PTQ start calibrates on
-    with pytest.raises(TrainingError, match=r"the loss became nan at step \d+ \(epoch 1\)"):
-        retrain(str(zm.path), bad, labels=y[:512], batch_size=32, calibration_samples=64, output=tmp_path / "o",
+    bad = x[:256].copy()
+    bad[100] = np.nan
+    with pytest.raises(an.DataError, match="1 sample.*NaN or infinite.*sample 100"):
+        retrain(str(zm.path), bad, labels=y[:256], progress=False)
+    real, calls = train_mod._loss, []
+
+    def diverging(*a):  # the loss of the 11th step is NaN, as a diverging run's would be
+        calls.append(1)
+        out = real(*a)
+        return out * float("nan") if len(calls) == 11 else out
+
+    monkeypatch.setattr(train_mod, "_loss", diverging)
+    with pytest.raises(TrainingError, match=r"the loss became nan at step 11 \(epoch 2\).*last good checkpoint is "
+                                            r".*epoch_1.pt") as e:
+        retrain(str(zm.path), x[:256], labels=y[:256], batch_size=32, epochs=2, output=tmp_path / "o",
                 progress=False)
+    assert e.value.checkpoint.name == "epoch_1.pt" and e.value.checkpoint.exists()
     assert not (tmp_path / "o" / "fmnist_resnet_deploy_model.onnx").exists()
 
 
@@ -195,7 +209,7 @@ def test_two_processes_with_torchrun(fmnist, tmp_path):
     """``--nproc 2``: torchrun, gloo, DDP; the ranks end with the same parameters (checked by the run
     itself) and the model matches one process at the same global batch."""
     (x, y), (xe, ye) = fmnist
-    np.savez(tmp_path / "train.npz", x=x[:1024], y=y[:1024])
+    np.savez(tmp_path / "train.npz", x=x, y=y)  # 63 steps: after fewer, runs are still too steep to compare
     zm = zoo.load("fmnist-resnet")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     acc = {}
@@ -207,7 +221,8 @@ def test_two_processes_with_torchrun(fmnist, tmp_path):
         assert r.returncode == 0, r.stderr[-3000:]
         dep = onnx.load(tmp_path / f"n{n}" / "fmnist_resnet_deploy_model.onnx")
         acc[n] = (run(dep, xe).argmax(1) == ye).mean()
-    assert abs(acc[2] - acc[1]) <= 0.01 and acc[1] > 0.8
+    # measured here: 0.3 pt (91.1% vs 90.8%); the bound leaves 2 images of float-order noise on another CPU
+    assert abs(acc[2] - acc[1]) <= 0.005 and acc[1] > 0.85
 
 
 def test_cli_without_labels_says_what_to_do(tmp_path):

@@ -98,6 +98,10 @@ def as_arrays(data, labels=None, preprocess=None, limit: int | None = None) -> t
         x = np.stack(samples)
         if labels is None:
             labels = labels_of(ds)
+    bad = ~np.isfinite(x.reshape(len(x), -1)).all(axis=1)
+    if bad.any():
+        raise DataError(f"{int(bad.sum())} sample(s) hold NaN or infinite values (the first: sample "
+                        f"{int(np.flatnonzero(bad)[0])}): clean the data before training")
     y = None if labels is None else np.asarray(labels)[: len(x)].astype(np.int64)
     if y is not None and len(y) != len(x):
         raise DataError(f"{len(x)} samples but {len(y)} labels: give one label per sample")
@@ -155,13 +159,14 @@ def retrain(model, data, *, labels=None, eval_data=None, eval_labels=None, outpu
             epochs: int = 1, steps: int | None = None, batch_size: int = 64, lr: float = 1e-3,
             distill: bool = False, config: QuantConfig | None = None, per_tensor: bool = False, weight_bits: int = 8,
             calibration_samples: int = 256, resume=None, checkpoint_dir=None, seed: int = 0,
-            progress: bool = True, preprocess=None) -> RetrainResult:
+            progress: bool = True, preprocess=None, callback=None) -> RetrainResult:
     """Quantization-aware training of an ONNX model (see the module docstring); returns a RetrainResult.
 
     ``data``/``labels``: training samples (array, path or dataset; labels from the loader when it has
     them); ``distill``: train against the float model instead (labels ignored). ``output``: where AMCT's
     files, ``retrain_log.csv`` and the checkpoints (``checkpoints/epoch_N.pt``) go (rank 0). ``steps``:
-    stop after this many optimizer steps (else ``epochs`` passes). ``resume``: a checkpoint to continue."""
+    stop after this many optimizer steps (else ``epochs`` passes). ``resume``: a checkpoint to continue.
+    ``callback(step, loss, epoch)``: called after every optimizer step on rank 0 (a live loss plot in a notebook)."""
     t0 = time.perf_counter()
     rank, world, device = _world()
     torch.manual_seed(seed)
@@ -235,6 +240,8 @@ def retrain(model, data, *, labels=None, eval_data=None, eval_labels=None, outpu
                 step += 1
                 losses.append(loss.item())
                 bar.update(1)
+                if callback is not None and rank == 0:
+                    callback(step, losses[-1], epoch + 1)
                 bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", epoch=epoch + 1)
             row = {"epoch": epoch + 1, "step": step, "loss": float(np.mean(losses)) if losses else None,
                    "lr": sched.get_last_lr()[0], "eval_top1": _top1(qm, xe, ye) if rank == 0 else None}
