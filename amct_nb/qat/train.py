@@ -166,7 +166,8 @@ def retrain(model, data, *, labels=None, eval_data=None, eval_labels=None, outpu
     them); ``distill``: train against the float model instead (labels ignored). ``output``: where AMCT's
     files, ``retrain_log.csv`` and the checkpoints (``checkpoints/epoch_N.pt``) go (rank 0). ``steps``:
     stop after this many optimizer steps (else ``epochs`` passes). ``resume``: a checkpoint to continue.
-    ``callback(step, loss, epoch)``: called after every optimizer step on rank 0 (a live loss plot in a notebook)."""
+    ``callback(step, loss, epoch)``: called after every optimizer step on rank 0 (a live loss plot in a notebook).
+    With tensorboard installed, the loss per step and eval top-1 per epoch also go to ``output/tensorboard``."""
     t0 = time.perf_counter()
     rank, world, device = _world()
     torch.manual_seed(seed)
@@ -211,6 +212,7 @@ def retrain(model, data, *, labels=None, eval_data=None, eval_labels=None, outpu
     csv_rows = list(history)
     res = RetrainResult(None, ptq, history)
     bar = tqdm(total=total, initial=step, disable=not progress or rank != 0, desc="QAT", unit="step")
+    board = _tensorboard(out) if rank == 0 else None
     last_good = None
     try:
         for epoch in range(start_epoch, n_epochs):
@@ -242,11 +244,15 @@ def retrain(model, data, *, labels=None, eval_data=None, eval_labels=None, outpu
                 bar.update(1)
                 if callback is not None and rank == 0:
                     callback(step, losses[-1], epoch + 1)
+                if board is not None:
+                    board.add_scalar("loss", losses[-1], step)
                 bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", epoch=epoch + 1)
             row = {"epoch": epoch + 1, "step": step, "loss": float(np.mean(losses)) if losses else None,
                    "lr": sched.get_last_lr()[0], "eval_top1": _top1(qm, xe, ye) if rank == 0 else None}
             history.append(row)
             csv_rows.append(row)
+            if board is not None and row["eval_top1"] is not None:
+                board.add_scalar("eval_top1", row["eval_top1"], step)
             if rank == 0 and ckdir is not None:
                 last_good = _checkpoint(ckdir / f"epoch_{epoch + 1}.pt", qm, opt, sched, epoch + 1, step, history, fp)
                 res.checkpoints.append(last_good)
@@ -262,6 +268,8 @@ def retrain(model, data, *, labels=None, eval_data=None, eval_labels=None, outpu
         raise
     finally:
         bar.close()
+        if board is not None:
+            board.close()
     if world > 1:
         _check_same_parameters(qm, rank, world)
     qm.eval()
@@ -285,6 +293,17 @@ def _check_same_parameters(qm, rank: int, world: int) -> None:
         sums = [e.tolist() for e in every]
         raise TrainingError(f"rank {rank}: the processes ended with different parameters ({sums})"
                             ": please report this")
+
+
+def _tensorboard(out: Path | None):
+    """A TensorBoard writer into ``out/tensorboard`` when tensorboard is installed (the seeds log there)."""
+    if out is None:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(out / "tensorboard"))
 
 
 def _checkpoint(path: Path, qm, opt, sched, epoch: int, step: int, history: list, fp: str) -> Path:
