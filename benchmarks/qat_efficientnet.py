@@ -29,6 +29,7 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--weight-lr", type=float, help="learning rate of the weights (default: --lr)")
     ap.add_argument("--out", default=str(HERE / "QAT_EFFICIENTNET.md"))
     args = ap.parse_args(argv)
     import torch
@@ -51,15 +52,18 @@ def main(argv=None) -> int:
 
     t = time.perf_counter()
     res = retrain(str(imagenet_dev.MODEL), xt, distill=True, config=cfg, epochs=args.epochs,
-                  batch_size=args.batch_size, lr=args.lr, calibration_samples=args.train, progress=True)
+                  batch_size=args.batch_size, lr=args.lr, weight_lr=args.weight_lr, calibration_samples=args.train,
+                  progress=True)
     secs = time.perf_counter() - t
     fp, ptq, qat = scores(res.ptq.prepared.original), scores(res.ptq.deploy_model), scores(res.result.deploy_model)
     fq = scores(res.result.fake_quant_model)
     rows = [("float", fp), ("PTQ (per-tensor, guard always)", ptq), ("QAT by distillation", qat)]
     out = ["# Label-free QAT of EfficientNet-Lite0", "",
-           f"Produced by `python benchmarks/qat_efficientnet.py --train {args.train} --epochs {args.epochs}` "
+           f"Produced by `python benchmarks/qat_efficientnet.py --train {args.train} --epochs {args.epochs} "
+           f"--lr {args.lr}"
+           f"{f' --weight-lr {args.weight_lr}' if args.weight_lr else ''}` "
            f"(setup in its docstring): {args.train} training images (no labels), {len(xe)} evaluation images, "
-           f"{res.history[-1]['step']} steps at batch {args.batch_size}, lr {args.lr}, {secs:.0f} s on this machine.",
+           f"{res.history[-1]['step']} steps at batch {args.batch_size}, {secs:.0f} s on this machine.",
            "", "| model | top-1 | agreement with float top-1 |", "|---|---|---|"]
     out += [f"| {k} | {(v == ye).mean():.4f} | {(v == fp).mean():.4f} |" for k, v in rows]
     out += ["", f"Fake-quant = deploy (top-1 agreement): {(fq == qat).mean():.4f}. Loss per epoch: "

@@ -57,6 +57,10 @@ def run(args, preprocess=None) -> int:
                   config=cfg, per_tensor=args.per_tensor, weight_bits=args.weight_bits,
                   calibration_samples=args.calibration_samples, resume=args.resume, seed=args.seed,
                   progress=not args.quiet, preprocess=preprocess)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1:  # one line per rank, in torchrun's per-rank logs
+        print(f"rank {os.environ.get('RANK', '?')} of {world}: {res.history[-1]['step'] if res.history else 0} steps, "
+              "parameters identical on every rank" + ("; wrote the outputs" if res.paths else ""), flush=True)
     if not args.quiet and res.paths:
         last = res.history[-1] if res.history else {}
         top1 = last.get("eval_top1")

@@ -159,13 +159,15 @@ def retrain(model, data, *, labels=None, eval_data=None, eval_labels=None, outpu
             epochs: int = 1, steps: int | None = None, batch_size: int = 64, lr: float = 1e-3,
             distill: bool = False, config: QuantConfig | None = None, per_tensor: bool = False, weight_bits: int = 8,
             calibration_samples: int = 256, resume=None, checkpoint_dir=None, seed: int = 0,
-            progress: bool = True, preprocess=None, callback=None) -> RetrainResult:
+            progress: bool = True, preprocess=None, callback=None, weight_lr: float | None = None) -> RetrainResult:
     """Quantization-aware training of an ONNX model (see the module docstring); returns a RetrainResult.
 
     ``data``/``labels``: training samples (array, path or dataset; labels from the loader when it has
     them); ``distill``: train against the float model instead (labels ignored). ``output``: where AMCT's
     files, ``retrain_log.csv`` and the checkpoints (``checkpoints/epoch_N.pt``) go (rank 0). ``steps``:
     stop after this many optimizer steps (else ``epochs`` passes). ``resume``: a checkpoint to continue.
+    ``weight_lr``: learning rate of the weights and biases (default ``lr``, which the quantizer grids use): lower
+    keeps a few-image run from fitting the float model's outputs on those images only.
     ``callback(step, loss, epoch)``: called after every optimizer step on rank 0 (a live loss plot in a notebook).
     With tensorboard installed, the loss per step and eval top-1 per epoch also go to ``output/tensorboard``."""
     t0 = time.perf_counter()
@@ -195,13 +197,14 @@ def retrain(model, data, *, labels=None, eval_data=None, eval_labels=None, outpu
         for p in teacher.parameters():
             p.requires_grad_(False)
     settings = {"batch_size": batch_size, "lr": lr, "distill": distill, "seed": seed, "epochs": epochs,
-                "steps": steps, "per_tensor": per_tensor, "weight_bits": weight_bits, "world": world}
+                "steps": steps, "per_tensor": per_tensor, "weight_bits": weight_bits, "weight_lr": weight_lr,
+                "world": world}
     fp = _fingerprint(ptq, {k: v for k, v in settings.items() if k != "world"})
     per_epoch = math.ceil(len(x) / batch_size)
     total = steps if steps is not None else epochs * per_epoch
     n_epochs = math.ceil(total / per_epoch)
-    opt = torch.optim.SGD([{"params": qm.float_parameters()}, {"params": qm.grid_parameters()}],
-                          lr=lr, momentum=0.9)
+    opt = torch.optim.SGD([{"params": qm.float_parameters(), "lr": lr if weight_lr is None else weight_lr},
+                           {"params": qm.grid_parameters()}], lr=lr, momentum=0.9)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
     start_epoch, step, history = 0, 0, []
     if resume is not None:
