@@ -1,6 +1,7 @@
 """Label-free QAT of EfficientNet-Lite0 by distillation, per-tensor weights, every layer int8 but the stem.
 
-    python benchmarks/qat_efficientnet.py [--train 250] [--epochs 4] [--out benchmarks/QAT_EFFICIENTNET.md]
+    python benchmarks/qat_efficientnet.py [--train 250] [--epochs 8] [--lr 5e-4] [--weight-lr 5e-5]
+                                          [--out benchmarks/QAT_EFFICIENTNET.md]
 
 EfficientNet-Lite0 and its dev images from ../shared/data. Per-tensor int8 weights, the stem convolution
 left float, default saturation guard (``always``), PTQ calibrated on the training images; QAT trains by
@@ -26,10 +27,12 @@ from benchmarks import imagenet_dev  # noqa: E402
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--train", type=int, default=250)
-    ap.add_argument("--epochs", type=int, default=4)
+    ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--lr", type=float, default=5e-4)
-    ap.add_argument("--weight-lr", type=float, help="learning rate of the weights (default: --lr)")
+    ap.add_argument("--weight-lr", type=float, default=5e-5,
+                    help="learning rate of the weights (the grids use --lr); measured: 5e-4 for both fits the "
+                         "250 images and generalises worse (70.0% vs 82.4% top-1)")
     ap.add_argument("--out", default=str(HERE / "QAT_EFFICIENTNET.md"))
     args = ap.parse_args(argv)
     import torch
