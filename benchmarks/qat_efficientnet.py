@@ -32,7 +32,7 @@ def main(argv=None) -> int:
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--weight-lr", type=float, default=5e-5,
                     help="learning rate of the weights (the grids use --lr); measured: 5e-4 for both fits the "
-                         "250 images and generalises worse (70.0% vs 82.4% top-1)")
+                         "250 images and generalises worse (70.0%% vs 82.4%% top-1)")
     ap.add_argument("--out", default=str(HERE / "QAT_EFFICIENTNET.md"))
     args = ap.parse_args(argv)
     import torch
