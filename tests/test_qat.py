@@ -339,3 +339,37 @@ def test_amct_pytorch_ptq_flow(torch_net, fmnist, tmp_path, monkeypatch):
         fp = torch_net(torch.from_numpy(xe)).argmax(1).numpy()
     dep = run(onnx.load(paths["deploy"]), xe).argmax(1)
     assert (dep == fp).mean() >= 0.97
+
+
+def test_a_killed_worker_stops_the_run_and_writes_nothing(fmnist, tmp_path):
+    """SIGKILL one of two workers mid-training: torchrun stops the other, the command fails with a clear
+    message, and no output model exists."""
+    import signal
+    import time
+
+    (x, y), _ = fmnist
+    np.savez(tmp_path / "train.npz", x=x, y=y)
+    zm = zoo.load("fmnist-resnet")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    out = tmp_path / "out"
+    p = subprocess.Popen([sys.executable, "-m", "amct_nb.cli", "retrain", str(zm.path), "--data",
+                          str(tmp_path / "train.npz"), "--output", str(out), "--batch-size", "16", "--epochs", "5",
+                          "--nproc", "2", "--quiet"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+
+    def children(pid):
+        r = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True)
+        return [int(v) for v in r.stdout.split()]
+
+    workers, deadline = [], time.time() + 120
+    while time.time() < deadline and p.poll() is None:
+        workers = [w for agent in children(p.pid) for w in children(agent)]
+        if len(workers) == 2 and (out / "checkpoints" / "epoch_1.pt").exists():
+            break
+        time.sleep(0.5)
+    assert len(workers) == 2, "the two workers did not start"
+    os.kill(workers[1], signal.SIGKILL)
+    _, err = p.communicate(timeout=300)
+    assert p.returncode != 0
+    assert "a worker failed" in err and "no output model was written" in err
+    assert not (out / "fmnist_resnet_deploy_model.onnx").exists()
