@@ -1,6 +1,6 @@
 """Quantization-aware training on Fashion-MNIST: PTQ vs QAT per setting, step time vs float training, 2 processes.
 
-    python benchmarks/qat.py [--quick] [--out benchmarks/QAT.md]
+    python benchmarks/qat.py [--quick] [--only NAME:WEIGHTS ...] [--weight-lr LR] [--out benchmarks/QAT.md]
 
 Debian's ``dataset-fashion-mnist``: QAT trains 1 epoch on the 60,000 training images (``--quick``: 10,000)
 at batch 128, SGD lr 1e-3, from the PTQ result (256 calibration images), default saturation guard
@@ -97,6 +97,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--no-distributed", action="store_true")
+    ap.add_argument("--only", nargs="+", help="runs to do, e.g. fmnist-resnet:8c fmnist-resnet:4t (bits, c/t: per "
+                                              "channel/tensor)")
+    ap.add_argument("--weight-lr", type=float, help="learning rate of the weights (default: the grids' 1e-3)")
     ap.add_argument("--out", default=str(HERE / "QAT.md"))
     args = ap.parse_args(argv)
     import torch
@@ -109,16 +112,20 @@ def main(argv=None) -> int:
     x, y = load("train", 10000 if args.quick else 60000)
     xe, ye = load("t10k", 10000)
     out = ["# Quantization-aware training (Fashion-MNIST)", "",
-           f"Produced by `python benchmarks/qat.py{' --quick' if args.quick else ''}` (setup in its docstring). "
+           f"Produced by `python benchmarks/qat.py{' --quick' if args.quick else ''}"
+           f"{' --only ' + ' '.join(args.only) if args.only else ''}"
+           f"{f' --weight-lr {args.weight_lr}' if args.weight_lr else ''}` (setup in its docstring). "
            f"{len(x)} training images, 1 epoch at batch 128; top-1 on 10,000 test images; deploy model as written "
            "(saturation guard `always`).", "",
            "| model | weights | fp32 | PTQ | QAT | QAT - fp32 (pt) | fake-quant = deploy | train (s) | QAT step (ms) "
            "| float step (ms) | ratio |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, per_tensor, bits in RUNS:
+        if args.only and f"{name}:{bits}{'t' if per_tensor else 'c'}" not in args.only:
+            continue
         zm = zoo.load(name)
         t = time.perf_counter()
         res = retrain(str(zm.path), x, labels=y, per_tensor=per_tensor, weight_bits=bits, epochs=1, batch_size=128,
-                      lr=1e-3, progress=False)
+                      lr=1e-3, weight_lr=args.weight_lr, progress=False)
         secs = time.perf_counter() - t
         fp, ptq = top1(res.ptq.prepared.original, xe, ye), top1(res.ptq.deploy_model, xe, ye)
         q = top1(res.result.deploy_model, xe, ye)
