@@ -402,6 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     ap = build_parser()
     args = ap.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # what retrain --nproc relaunches under torchrun
     _setup_logging(False)
     from .errors import AmctError
 

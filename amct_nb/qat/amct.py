@@ -34,7 +34,7 @@ from ..amct.textproto import parse_textproto
 from ..config import QuantConfig
 from ..errors import ConfigError, NotSupportedError
 from ..ir import atomic_write_text
-from ..ptq import build, collect_stats, prepare
+from ..ptq import build, collect_stats, fusion_info_of, prepare
 from .model import QatModel
 
 __all__ = ["create_quant_retrain_config", "create_quant_retrain_model", "restore_quant_retrain_model",
@@ -198,8 +198,9 @@ class RetrainModule(nn.Module):
 
 def create_quant_retrain_model(config_file, model: nn.Module, record_file, input_data) -> RetrainModule:
     """A trainable module with fake quantization of every enabled layer's input and weight (AMCT's call)."""
-    tmp = Path(tempfile.mkdtemp(prefix="amct-nb-retrain-"))
-    return RetrainModule(export_onnx(model, input_data, tmp / "model.onnx"), config_file, record_file, input_data)
+    with tempfile.TemporaryDirectory(prefix="amct-nb-retrain-") as tmp:  # read once, by prepare
+        return RetrainModule(export_onnx(model, input_data, Path(tmp) / "model.onnx"), config_file, record_file,
+                             input_data)
 
 
 def restore_quant_retrain_model(config_file, model: nn.Module, record_file, input_data, pth_file,
@@ -231,8 +232,6 @@ def save_quant_retrain_model(config_file, model: RetrainModule, record_file, sav
     model.eval()
     res = model.qat.export()
     atomic_write_text(record_file, res.record.to_text())
-    from ..ptq import fusion_info_of
-
     return write_amct_files(res, save_path, fusion_info_of(res.prepared))
 
 

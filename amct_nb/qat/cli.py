@@ -13,7 +13,7 @@ __all__ = ["run"]
 
 def _torchrun(args) -> int:
     """The same command under torchrun with ``args.nproc`` processes (one thread each)."""
-    argv = list(sys.argv[1:])
+    argv = list(args.argv)
     out, skip = [], False
     for a in argv:  # drop --nproc N / --nproc=N
         if skip:

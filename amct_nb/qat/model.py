@@ -10,9 +10,13 @@ convert-QAT models, so the fake-quant model equals the deploy model and both equ
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
+from onnx import numpy_helper
 from torch import nn
 
+from ..ir import clone
 from ..ops import OPS
 from ..ptq import QuantResult, build
 from ..reasons import Reason
@@ -104,12 +108,6 @@ class QatModel(nn.Module):
 
 def _with_initializers(prepared, arrays: dict[str, np.ndarray]):
     """A copy of ``prepared`` whose model holds ``arrays`` in place of those initializers."""
-    from dataclasses import replace
-
-    from onnx import numpy_helper
-
-    from ..ir import clone
-
     m = clone(prepared.model)
     for t in m.graph.initializer:
         if t.name in arrays:

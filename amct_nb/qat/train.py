@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import logging
 import math
@@ -212,7 +213,6 @@ def retrain(model, data, *, labels=None, eval_data=None, eval_labels=None, outpu
     net = torch.nn.parallel.DistributedDataParallel(qm) if world > 1 else qm
     out = Path(output) if output is not None else None
     ckdir = Path(checkpoint_dir) if checkpoint_dir is not None else (out / "checkpoints" if out else None)
-    csv_rows = list(history)
     res = RetrainResult(None, ptq, history)
     bar = tqdm(total=total, initial=step, disable=not progress or rank != 0, desc="QAT", unit="step")
     board = _tensorboard(out) if rank == 0 else None
@@ -253,14 +253,13 @@ def retrain(model, data, *, labels=None, eval_data=None, eval_labels=None, outpu
             row = {"epoch": epoch + 1, "step": step, "loss": float(np.mean(losses)) if losses else None,
                    "lr": sched.get_last_lr()[0], "eval_top1": _top1(qm, xe, ye) if rank == 0 else None}
             history.append(row)
-            csv_rows.append(row)
             if board is not None and row["eval_top1"] is not None:
                 board.add_scalar("eval_top1", row["eval_top1"], step)
             if rank == 0 and ckdir is not None:
                 last_good = _checkpoint(ckdir / f"epoch_{epoch + 1}.pt", qm, opt, sched, epoch + 1, step, history, fp)
                 res.checkpoints.append(last_good)
             if rank == 0 and out is not None:
-                _write_csv(out / "retrain_log.csv", csv_rows)
+                _write_csv(out / "retrain_log.csv", history)
             if step >= total:
                 break
     except KeyboardInterrupt:
@@ -340,8 +339,6 @@ def _restore(path, qm, opt, sched, fp: str) -> tuple[int, int, list]:
 
 def _write_csv(path: Path, rows: list[dict]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    import io
-
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=["epoch", "step", "loss", "lr", "eval_top1"])
     w.writeheader()
