@@ -357,6 +357,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--steps", type=int, help="optimizer steps in all (instead of --epochs)")
     r.add_argument("--batch-size", type=int, default=64, help="global batch (split over --nproc processes)")
     r.add_argument("--lr", type=float, default=1e-3)
+    r.add_argument("--weight-lr", type=float, help="learning rate of weights and biases (default: --lr)")
+    r.add_argument("--bn-freeze-steps", type=int, default=0, help="BatchNorm trains with batch statistics for N "
+                   "steps, then folds into its layer for good (default 0: folded from the start)")
     r.add_argument("--distill", action="store_true", help="train against the float model's outputs (no labels)")
     r.add_argument("--per-tensor", action="store_true", help="per-tensor weight scales (default: per channel)")
     r.add_argument("--weight-bits", type=int, choices=[8, 4], default=8)

@@ -1,6 +1,7 @@
 """Quantization-aware training on Fashion-MNIST: PTQ vs QAT per setting, step time vs float training, 2 processes.
 
-    python benchmarks/qat.py [--quick] [--only NAME:WEIGHTS ...] [--weight-lr LR] [--out benchmarks/QAT.md]
+    python benchmarks/qat.py [--quick] [--only NAME:WEIGHTS ...] [--weight-lr LR] [--bn-freeze-steps N]
+                             [--out benchmarks/QAT.md]
 
 Debian's ``dataset-fashion-mnist``: QAT trains 1 epoch on the 60,000 training images (``--quick``: 10,000)
 at batch 128, SGD lr 1e-3, from the PTQ result (256 calibration images), default saturation guard
@@ -100,6 +101,8 @@ def main(argv=None) -> int:
     ap.add_argument("--only", nargs="+", help="runs to do, e.g. fmnist-resnet:8c fmnist-resnet:4t (bits, c/t: per "
                                               "channel/tensor)")
     ap.add_argument("--weight-lr", type=float, help="learning rate of the weights (default: the grids' 1e-3)")
+    ap.add_argument("--bn-freeze-steps", type=int, default=0, help="BatchNorm trains with batch statistics for N "
+                                                                     "steps (default 0: folded from the start)")
     ap.add_argument("--out", default=str(HERE / "QAT.md"))
     args = ap.parse_args(argv)
     import torch
@@ -114,7 +117,8 @@ def main(argv=None) -> int:
     out = ["# Quantization-aware training (Fashion-MNIST)", "",
            f"Produced by `python benchmarks/qat.py{' --quick' if args.quick else ''}"
            f"{' --only ' + ' '.join(args.only) if args.only else ''}"
-           f"{f' --weight-lr {args.weight_lr}' if args.weight_lr else ''}` (setup in its docstring). "
+           f"{f' --weight-lr {args.weight_lr}' if args.weight_lr else ''}"
+           f"{f' --bn-freeze-steps {args.bn_freeze_steps}' if args.bn_freeze_steps else ''}` (setup in its docstring). "
            f"{len(x)} training images, 1 epoch at batch 128; top-1 on 10,000 test images; deploy model as written "
            "(saturation guard `always`).", "",
            "| model | weights | fp32 | PTQ | QAT | QAT - fp32 (pt) | fake-quant = deploy | train (s) | QAT step (ms) "
@@ -125,7 +129,7 @@ def main(argv=None) -> int:
         zm = zoo.load(name)
         t = time.perf_counter()
         res = retrain(str(zm.path), x, labels=y, per_tensor=per_tensor, weight_bits=bits, epochs=1, batch_size=128,
-                      lr=1e-3, weight_lr=args.weight_lr, progress=False)
+                      lr=1e-3, weight_lr=args.weight_lr, bn_freeze_steps=args.bn_freeze_steps, progress=False)
         secs = time.perf_counter() - t
         fp, ptq = top1(res.ptq.prepared.original, xe, ye), top1(res.ptq.deploy_model, xe, ye)
         q = top1(res.result.deploy_model, xe, ye)

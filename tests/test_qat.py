@@ -373,3 +373,71 @@ def test_a_killed_worker_stops_the_run_and_writes_nothing(fmnist, tmp_path):
     assert p.returncode != 0
     assert "a worker failed" in err and "no output model was written" in err
     assert not (out / "fmnist_resnet_deploy_model.onnx").exists()
+
+
+def test_batchnorm_trains_with_batch_statistics_then_folds(fmnist, tmp_path):
+    """``bn_freeze_steps``: the folded BNs come back with batch statistics, start equal to the folded model,
+    fold for good at the given step (weights changed by the learned statistics), the export equals the
+    deploy model, and a run resumed across the freeze step ends byte-identical."""
+    (x, y), (xe, ye) = fmnist
+    zm = zoo.load("fmnist-resnet")
+    p = an.prepare(str(zm.path))
+    ptq = an.build(p, an.QuantConfig(min_output_sqnr_db=None), an.collect_stats(p, x[:256], progress=False))
+    folded, bn = QatModel(ptq), QatModel(ptq, train_bn=True)
+    assert len(bn.bns) == 9 and not len(folded.bns)  # every Conv+BN of the model is int8
+    bn.train()
+    with torch.no_grad():
+        bn(torch.from_numpy(x[:256]))  # the first batch sets the statistics
+    folded.eval()
+    bn.eval()
+    with torch.no_grad():
+        a, b = folded(torch.from_numpy(xe[:500])), bn(torch.from_numpy(xe[:500]))
+    # at the running statistics the BN layer is the folded layer (up to the int32 bias and momentum's update)
+    assert (a.argmax(1) == b.argmax(1)).float().mean() >= 0.99
+    kw = dict(labels=y[:512], epochs=2, batch_size=32, lr=1e-3, progress=False, bn_freeze_steps=20)
+    whole = retrain(str(zm.path), x[:512], output=tmp_path / "a", **kw)
+    state = torch.load(whole.checkpoints[-1], weights_only=False)["model"]
+    frozen = [k for k in state if k.startswith("bns.") and k.endswith(".frozen")]
+    assert len(frozen) == 9 and all(bool(state[k]) for k in frozen)
+    for k in frozen:  # what folding multiplied each layer's weights by: the statistics moved during 20 steps
+        b = k[: -len("frozen")]
+        factor = state[b + "gamma"] / torch.sqrt(state[b + "running_var"] + 1e-5)
+        assert (factor - 1).abs().max() > 1e-3
+    again = retrain(str(zm.path), x[:512], output=tmp_path / "b", resume=whole.checkpoints[0], **kw)
+    assert again.result.deploy_model.SerializeToString() == whole.result.deploy_model.SerializeToString()
+    dep, fq = run(whole.result.deploy_model, xe).argmax(1), run(whole.result.fake_quant_model, xe).argmax(1)
+    assert (dep == fq).mean() >= 0.995
+    assert (dep == ye).mean() >= (run(ptq.prepared.original, xe).argmax(1) == ye).mean() - 0.05
+    with pytest.raises(an.ConfigError, match="bn_freeze_steps -1"):
+        retrain(str(zm.path), x[:64], labels=y[:64], bn_freeze_steps=-1, progress=False)
+
+
+def test_nproc_over_the_cores_warns(monkeypatch):
+    import argparse
+
+    import amct_nb.qat.cli as qcli
+
+    seen = []
+    monkeypatch.setattr(qcli.subprocess, "run",
+                        lambda cmd, env: seen.append(cmd) or subprocess.CompletedProcess(cmd, 0))
+    n = (os.cpu_count() or 1) + 1
+    args = argparse.Namespace(nproc=n, argv=["retrain", "m.onnx", "--data", "d", "--output", "o", "--nproc", str(n)])
+    with pytest.warns(UserWarning, match=f"--nproc {n} is more than the {n - 1} cores here"):
+        assert qcli._torchrun(args) == 0
+    assert f"--nproc_per_node={n}" in seen[0] and "--nproc" not in seen[0][seen[0].index("amct_nb.cli"):]
+
+
+def test_two_processes_fold_the_same_batchnorm(fmnist, tmp_path):
+    """BN statistics differ per rank (each sees its share of a batch): the ranks average them before folding,
+    so both end with the same parameters (the run checks it and fails otherwise)."""
+    (x, y), _ = fmnist
+    np.savez(tmp_path / "train.npz", x=x[:512], y=y[:512])
+    zm = zoo.load("fmnist-resnet")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    r = subprocess.run([sys.executable, "-m", "amct_nb.cli", "retrain", str(zm.path), "--data",
+                        str(tmp_path / "train.npz"), "--output", str(tmp_path / "o"), "--batch-size", "64",
+                        "--bn-freeze-steps", "4", "--nproc", "2", "--quiet"],
+                       env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.count("parameters identical on every rank") == 2
+    assert (tmp_path / "o" / "fmnist_resnet_deploy_model.onnx").exists()

@@ -170,7 +170,8 @@ class TorchGraph(nn.Module):
     ``forward(*inputs)`` takes the graph inputs in order and returns the first output (or a tuple).
     ``tensor_hooks``: ONNX tensor name -> module applied where the tensor is produced (a graph input
     or a node output); ``layer_hooks``: layer node name -> callable ``(weight, bias) -> (weight, bias)``
-    applied where the layer reads them."""
+    applied where the layer reads them, or ``(weight, bias, post)`` where ``post(output)`` then transforms the
+    layer's output (the BatchNorm of :class:`~amct_nb.qat.bn.FoldedBn`)."""
 
     def __init__(self, model: onnx.ModelProto):
         super().__init__()
@@ -251,8 +252,10 @@ class TorchGraph(nn.Module):
                 w = ins[wi]
                 b = ins[bi] if bi is not None and len(ins) > bi else None
                 hook = self.layer_hooks.get(nname)
+                post = None
                 if hook is not None:
-                    w, b = hook(w, b)
+                    w, b, *rest = hook(w, b)
+                    post = rest[0] if rest else None
                 if node.op_type == "Conv":
                     out = _conv(ins[0], w, b, a)
                 elif node.op_type == "ConvTranspose":
@@ -261,6 +264,8 @@ class TorchGraph(nn.Module):
                     out = _gemm(ins[0], w, b, a)
                 else:
                     out = torch.matmul(ins[0], w)
+                if post is not None:
+                    out = post(out)
             else:
                 out = OPS[node.op_type](ins, a)
             outs = out if isinstance(out, (tuple, list)) else (out,)

@@ -18,9 +18,11 @@ from torch import nn
 
 from ..ir import clone
 from ..ops import OPS
+from ..passes import fusion_info
 from ..ptq import QuantResult, build
 from ..reasons import Reason
 from ..record import TENSOR_PREFIX, LayerRecord, Record
+from .bn import FoldedBn
 from .graph import TorchGraph
 from .quantizers import ActQuant, WeightQuant, fake_quant_bias
 
@@ -29,9 +31,10 @@ __all__ = ["QatModel"]
 
 class QatModel(nn.Module):
     """``ptq``'s plan as a torch module (see the module docstring). ``forward(*inputs)`` takes the
-    model's inputs as tensors, in graph order."""
+    model's inputs as tensors, in graph order. ``train_bn``: the BatchNormalizations folded into int8
+    layers train with batch statistics until :meth:`freeze_bn` (see :mod:`amct_nb.qat.bn`)."""
 
-    def __init__(self, ptq: QuantResult):
+    def __init__(self, ptq: QuantResult, train_bn: bool = False):
         super().__init__()
         self.ptq = ptq
         prepared, plan = ptq.prepared, ptq.plan
@@ -52,10 +55,23 @@ class QatModel(nn.Module):
             bits = ptq.config.for_layer(name, lq.op_type).wts_bits
             self.weights[f"w{i}"] = WeightQuant(lq.w_scale, lq.axis, shape, 2 ** (bits - 1) - 1, rows)
             self.graph.layer_hooks[name] = self._layer_hook(name, lq.activation)
+        self.bns = nn.ModuleDict()
+        if train_bn:
+            folded = fusion_info(prepared.changes)
+            for name in plan.layers:
+                node = idx.node(name)
+                axis = _out_axis(node)
+                if name in folded and axis is not None and len(node.input) > 2 and node.input[2] in self.graph.key:
+                    self.bns[self._wkey[name]] = FoldedBn(self.graph.param(node.input[1]).shape[axis], axis)
 
     def _layer_hook(self, name: str, activation: str):
         def hook(w, b):
-            wq = self.weights[self._wkey[name]]
+            key = self._wkey[name]
+            wq = self.weights[key]
+            bn = self.bns[key] if key in self.bns else None
+            if bn is not None and bn.active:  # batch statistics: no int32 bias yet (it exists once BN is folded)
+                q, s = wq.integers(bn.weight(w))
+                return q * s, None, lambda out: bn.output(out, b)
             q, s = wq.integers(w)
             if b is not None:
                 act = self.graph.tensor_hook(activation)
@@ -68,8 +84,23 @@ class QatModel(nn.Module):
         return self.graph(*inputs)
 
     def float_parameters(self):
-        """The weights and biases (what the optimizer's weight learning rate applies to)."""
-        return list(self.graph.params.values())
+        """The weights and biases, and the BatchNorms' gamma and beta (the optimizer's weight learning rate)."""
+        return list(self.graph.params.values()) + list(self.bns.parameters())
+
+    def freeze_bn(self) -> list:
+        """Fold the BatchNorms still training into their layers (weights and biases change in place) and
+        switch them off; returns the parameters changed (their optimizer momentum is stale)."""
+        changed = []
+        idx = self.graph.index
+        for name, key in self._wkey.items():
+            bn = self.bns[key] if key in self.bns else None
+            if bn is None or not bn.active:
+                continue
+            node = idx.node(name)
+            w, b = self.graph.param(node.input[1]), self.graph.param(node.input[2])
+            bn.fold(w, b)
+            changed += [w, b]
+        return changed
 
     def grid_parameters(self):
         """The quantizers' scales and zero points."""
@@ -95,6 +126,7 @@ class QatModel(nn.Module):
 
     def export(self) -> QuantResult:
         """AMCT's outputs of the trained model (a QuantResult: ``save`` writes them)."""
+        self.freeze_bn()
         rec, ints = self.record()
         # the trained float weights and biases (the int8 layers' biases are quantized from them; float layers keep them)
         trained = _with_initializers(self.ptq.prepared, {name: self.graph.param(name).detach().numpy()
@@ -104,6 +136,18 @@ class QatModel(nn.Module):
             if n in res.plan.float_layers:
                 res.plan.float_layers[n] = why if isinstance(why, Reason) else res.plan.float_layers[n]
         return res
+
+
+def _out_axis(node) -> int | None:
+    """The output-channel axis of a layer's weight (None: a layer BN is not folded into here)."""
+    attrs = {a.name: a for a in node.attribute}
+    if node.op_type == "Conv":
+        return 0
+    if node.op_type == "Gemm":
+        return 0 if "transB" in attrs and attrs["transB"].i else 1
+    if node.op_type == "ConvTranspose":
+        return 1 if "group" not in attrs or attrs["group"].i == 1 else None
+    return None
 
 
 def _with_initializers(prepared, arrays: dict[str, np.ndarray]):

@@ -160,7 +160,8 @@ def retrain(model, data, *, labels=None, eval_data=None, eval_labels=None, outpu
             epochs: int = 1, steps: int | None = None, batch_size: int = 64, lr: float = 1e-3,
             distill: bool = False, config: QuantConfig | None = None, per_tensor: bool = False, weight_bits: int = 8,
             calibration_samples: int = 256, resume=None, checkpoint_dir=None, seed: int = 0,
-            progress: bool = True, preprocess=None, callback=None, weight_lr: float | None = None) -> RetrainResult:
+            progress: bool = True, preprocess=None, callback=None, weight_lr: float | None = None,
+            bn_freeze_steps: int = 0) -> RetrainResult:
     """Quantization-aware training of an ONNX model (see the module docstring); returns a RetrainResult.
 
     ``data``/``labels``: training samples (array, path or dataset; labels from the loader when it has
@@ -169,6 +170,8 @@ def retrain(model, data, *, labels=None, eval_data=None, eval_labels=None, outpu
     stop after this many optimizer steps (else ``epochs`` passes). ``resume``: a checkpoint to continue.
     ``weight_lr``: learning rate of the weights and biases (default ``lr``, which the quantizer grids use): lower
     keeps a few-image run from fitting the float model's outputs on those images only.
+    ``bn_freeze_steps``: the BatchNorms folded into int8 layers train with batch statistics for this many
+    steps, then fold for good (0: folded from the start; see :mod:`amct_nb.qat.bn`).
     ``callback(step, loss, epoch)``: called after every optimizer step on rank 0 (a live loss plot in a notebook).
     With tensorboard installed, the loss per step and eval top-1 per epoch also go to ``output/tensorboard``."""
     t0 = time.perf_counter()
@@ -176,6 +179,9 @@ def retrain(model, data, *, labels=None, eval_data=None, eval_labels=None, outpu
     torch.manual_seed(seed)
     if epochs < 1 or (steps is not None and steps < 1) or batch_size < 1 or not lr > 0:
         raise ConfigError(f"epochs {epochs}, steps {steps}, batch_size {batch_size}, lr {lr}: give positive values")
+    if bn_freeze_steps < 0:
+        raise ConfigError(f"bn_freeze_steps {bn_freeze_steps}: give 0 (BatchNorm folded from the start) or a "
+                          "positive number of steps")
     if batch_size % world:
         raise ConfigError(f"batch_size {batch_size} does not split over {world} processes: use a multiple of {world}")
     x, y = as_arrays(data, labels, preprocess)
@@ -192,14 +198,14 @@ def retrain(model, data, *, labels=None, eval_data=None, eval_labels=None, outpu
     prepared = prepare(model, cfg)
     cal = x[:calibration_samples]
     ptq = build(prepared, cfg, collect_stats(prepared, cal, progress=False))
-    qm = QatModel(ptq).to(device)
+    qm = QatModel(ptq, train_bn=bn_freeze_steps > 0).to(device)
     teacher = TorchGraph(prepared.model).to(device).eval() if distill else None
     if teacher is not None:
         for p in teacher.parameters():
             p.requires_grad_(False)
     settings = {"batch_size": batch_size, "lr": lr, "distill": distill, "seed": seed, "epochs": epochs,
                 "steps": steps, "per_tensor": per_tensor, "weight_bits": weight_bits, "weight_lr": weight_lr,
-                "world": world}
+                "bn_freeze_steps": bn_freeze_steps, "world": world}
     fp = _fingerprint(ptq, {k: v for k, v in settings.items() if k != "world"})
     per_epoch = math.ceil(len(x) / batch_size)
     total = steps if steps is not None else epochs * per_epoch
@@ -210,7 +216,7 @@ def retrain(model, data, *, labels=None, eval_data=None, eval_labels=None, outpu
     start_epoch, step, history = 0, 0, []
     if resume is not None:
         start_epoch, step, history = _restore(resume, qm, opt, sched, fp)
-    net = torch.nn.parallel.DistributedDataParallel(qm) if world > 1 else qm
+    net = _ddp(qm) if world > 1 else qm
     out = Path(output) if output is not None else None
     ckdir = Path(checkpoint_dir) if checkpoint_dir is not None else (out / "checkpoints" if out else None)
     res = RetrainResult(None, ptq, history)
@@ -225,6 +231,8 @@ def retrain(model, data, *, labels=None, eval_data=None, eval_labels=None, outpu
             for i in range(0, len(order), local):
                 if step >= total:
                     break
+                if step == bn_freeze_steps and _freeze_bn(qm, opt, world) and world > 1:
+                    net = _ddp(qm)  # gamma and beta left the graph
                 idx = order[i:i + local]
                 xb = torch.from_numpy(x[idx]).to(device)
                 outp = net(xb)
@@ -272,6 +280,7 @@ def retrain(model, data, *, labels=None, eval_data=None, eval_labels=None, outpu
         bar.close()
         if board is not None:
             board.close()
+    _freeze_bn(qm, opt, world)
     if world > 1:
         _check_same_parameters(qm, rank, world)
     qm.eval()
@@ -282,6 +291,30 @@ def retrain(model, data, *, labels=None, eval_data=None, eval_labels=None, outpu
         dist.barrier()
     res.seconds = time.perf_counter() - t0
     return res
+
+
+def _ddp(qm: QatModel):
+    """DistributedDataParallel over the parameters still in the graph (a folded BN's gamma and beta are not)."""
+    for m in qm.bns.values():
+        m.requires_grad_(m.active)
+    return torch.nn.parallel.DistributedDataParallel(qm)
+
+
+def _freeze_bn(qm: QatModel, opt, world: int) -> bool:
+    """Fold the BatchNorms still training; the ranks first average their running statistics (each updated
+    them from its own share of the last batch), so every rank folds the same weights. True if any folded."""
+    live = [m for m in qm.bns.values() if m.active]
+    if not live:
+        return False
+    if world > 1:
+        with torch.no_grad():
+            for m in live:
+                for buf in (m.running_mean, m.running_var):
+                    dist.all_reduce(buf)
+                    buf /= world
+    for p in qm.freeze_bn():  # folded: the weights' momentum was in the unfolded terms
+        opt.state.pop(p, None)
+    return True
 
 
 def _check_same_parameters(qm, rank: int, world: int) -> None:
