@@ -285,8 +285,11 @@ def test_amct_pytorch_retrain_flow(torch_net, fmnist, tmp_path, monkeypatch):
         opt.zero_grad()
         loss.backward()
         opt.step()
+    # as in AMCT, the user's BatchNorms trained with batch statistics; saving folds them
+    assert len(model.qat.bns) == 2 and all(bool(m.started) and m.active for m in model.qat.bns.values())
     torch.save({"net": model.state_dict()}, "tmp/ck.pth")
     paths = amct.save_quant_retrain_model("tmp/retrain.json", model, "tmp/record.txt", "out/net", inp)
+    assert not any(m.active for m in model.qat.bns.values())
     assert Path("tmp/record.txt").read_text().startswith("record {")
     with torch.no_grad():
         fp = (torch_net(torch.from_numpy(xe)).argmax(1).numpy() == ye).mean()

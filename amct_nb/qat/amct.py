@@ -5,8 +5,10 @@ user's own loop trains it) -> ``save_quant_retrain_model``; ``restore_quant_retr
 ``state_dict`` checkpoint. PTQ of a torch model: ``create_quant_config`` -> ``quantize_model`` (a module the
 calibration batches run through) -> ``save_model``.
 
-The torch model is exported to ONNX (TorchScript exporter, opset 17, BatchNorm folded into the
-convolutions), so the same engine and the same outputs serve torch and ONNX users. Layer names in the
+The torch model is exported to ONNX (TorchScript exporter, opset 17), so the same engine and the same
+outputs serve torch and ONNX users. As in AMCT, the retrain module's BatchNorms keep training with batch
+statistics in your loop (in train mode; running statistics in eval mode), and ``save_quant_retrain_model``
+folds them into the convolutions (``model.qat.freeze_bn()`` folds them earlier, for good). Layer names in the
 configs are the exported graph's node names (``/layer1/conv1/Conv``), not the torch module names. Like
 AMCT's ULQ, the returned retrain module initialises its activation clips during its first ``batch_num``
 training forwards (here from the calibration statistics of those batches, as PTQ would); weights use
@@ -47,8 +49,10 @@ def _inputs(input_data) -> tuple:
     return tuple(input_data) if isinstance(input_data, (tuple, list)) else (input_data,)
 
 
-def export_onnx(model: nn.Module, input_data, path, input_names=None, output_names=None, dynamic_axes=None) -> Path:
-    """``model`` as ONNX at ``path`` (eval mode, TorchScript exporter, batch axis dynamic)."""
+def export_onnx(model: nn.Module, input_data, path, input_names=None, output_names=None, dynamic_axes=None,
+                keep_bn: bool = False) -> Path:
+    """``model`` as ONNX at ``path`` (eval mode, TorchScript exporter, batch axis dynamic). ``keep_bn``: no
+    constant folding, so BatchNormalization stays a node (preparation folds it and knows where it went)."""
     args = _inputs(input_data)
     names = list(input_names or [f"input{i}" if len(args) > 1 else "input" for i in range(len(args))])
     outs = list(output_names or ["output"])
@@ -57,7 +61,7 @@ def export_onnx(model: nn.Module, input_data, path, input_names=None, output_nam
     model.eval()
     try:
         torch.onnx.export(model, args, str(path), input_names=names, output_names=outs, dynamic_axes=axes,
-                          opset_version=17, do_constant_folding=True, dynamo=False)
+                          opset_version=17, do_constant_folding=not keep_bn, dynamo=False)
     finally:
         model.train(was)
     return Path(path)
@@ -97,7 +101,7 @@ def create_quant_retrain_config(config_file, model: nn.Module, input_data, confi
         "batch_num": 1, "skip": [], "data": {"dst_type": "INT8"},
         "weight": {"algo": "arq_retrain", "channel_wise": True, "dst_type": "INT8"}}
     with tempfile.TemporaryDirectory() as tmp:
-        p = prepare(str(export_onnx(model, input_data, Path(tmp) / "model.onnx")))
+        p = prepare(str(export_onnx(model, input_data, Path(tmp) / "model.onnx", keep_bn=True)))
     d = {"version": 1, "batch_num": base["batch_num"]}
     for l in p.layers:
         if l.quantizable:
@@ -146,7 +150,7 @@ class RetrainModule(nn.Module):
         self.record_file = Path(record_file)
         feeds = [np.asarray(t.detach().cpu().numpy(), np.float32) for t in _inputs(input_data)]
         ptq = build(self.prepared, self.cfg, collect_stats(self.prepared, [self._feed(feeds)], progress=False))
-        self.qat = QatModel(ptq)
+        self.qat = QatModel(ptq, train_bn=True)
         self._apply_clips()
         digest = hashlib.sha256(text.encode()).digest()[:16]
         self.register_buffer("amct_nb_config", torch.tensor(list(digest), dtype=torch.uint8))
@@ -199,8 +203,8 @@ class RetrainModule(nn.Module):
 def create_quant_retrain_model(config_file, model: nn.Module, record_file, input_data) -> RetrainModule:
     """A trainable module with fake quantization of every enabled layer's input and weight (AMCT's call)."""
     with tempfile.TemporaryDirectory(prefix="amct-nb-retrain-") as tmp:  # read once, by prepare
-        return RetrainModule(export_onnx(model, input_data, Path(tmp) / "model.onnx"), config_file, record_file,
-                             input_data)
+        return RetrainModule(export_onnx(model, input_data, Path(tmp) / "model.onnx", keep_bn=True), config_file,
+                             record_file, input_data)
 
 
 def restore_quant_retrain_model(config_file, model: nn.Module, record_file, input_data, pth_file,
