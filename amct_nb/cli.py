@@ -4,6 +4,7 @@
     amct-nb auto-calibrate MODEL.onnx --data DATA --evaluator EVAL.py --output OUTDIR [--max-loss X]
     amct-nb convert-qat QDQ_MODEL.onnx --output OUTDIR [--recalibrate DATA]
     amct-nb inspect MODEL.onnx
+    amct-nb workbench MODEL [--data DATA] [--eval EVAL]     (the notebook extra: a page in the browser)
     amct-nb demo
 
 Errors print one line that names the problem and the fix (exit code 2); ``--debug`` shows the
@@ -309,6 +310,23 @@ def cmd_inspect(args) -> int:
     return 0
 
 
+def cmd_workbench(args) -> int:
+    """``amct-nb workbench``: the Workbench as a page in the browser (Voila; loaded only for this command)."""
+    import dataclasses
+
+    try:
+        from .ui.app import serve
+    except ImportError as e:
+        from .errors import NotSupportedError
+
+        raise NotSupportedError(f"the Workbench app needs the notebook extra ({e}): "
+                                "pip install 'amct-nb[notebook]'") from e
+    pp = _preprocess(args)
+    return serve(args.model, data=args.data, eval=args.eval, preprocess=None if pp is None else dataclasses.asdict(pp),
+                 num_samples=args.num_samples, eval_samples=args.eval_samples, output=args.output, port=args.port,
+                 open_browser=not args.no_browser)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -392,6 +410,21 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("model")
     i.add_argument("--debug", action="store_true")
     i.set_defaults(func=cmd_inspect)
+
+    w = sub.add_parser("workbench", help="the Workbench in the browser: look at a model, calibrate, compare, save "
+                                         "AMCT's outputs (the notebook extra; served by Voila on 127.0.0.1)")
+    w.add_argument("model", help="an ONNX model's path, or a sample model (fmnist-resnet, ...) with its own data")
+    w.add_argument("--data", help="calibration data: folder of images, .npy, .npz, folder of .npz, IDX, CIFAR-10")
+    w.add_argument("--eval", help="evaluation data for the compare panel, with labels if it has them (default: a "
+                                  "sample model's own, else the first --eval-samples of --data)")
+    w.add_argument("--eval-samples", type=int, default=200, help="use the first N evaluation samples (default 200)")
+    w.add_argument("--output", default="outputs/workbench", help="the save button's output folder "
+                                                                 "(default: outputs/workbench)")
+    w.add_argument("--port", type=int, help="port on 127.0.0.1 (default 8866, or a free one if it is taken)")
+    w.add_argument("--no-browser", action="store_true", help="print the page's address, do not open a browser")
+    w.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    _add_data_options(w)
+    w.set_defaults(func=cmd_workbench)
 
     try:
         from .demo import add_demo_parser

@@ -22,6 +22,7 @@ from amct_nb.ptq import nuq_refusal
 
 from . import figures, netron_view, tables
 from .layer_table import EDITABLE_FIELDS, LayerTable, weight_changes
+from .save_box import SaveBox
 from .session import Session
 
 __all__ = ["Panel", "ModelPanel", "CalibratePanel", "HistogramPanel", "SettingsPanel", "ComparePanel",
@@ -161,7 +162,7 @@ class ModelPanel(Panel):
 
 # ---------------------------------------------------------------------------------------
 class CalibratePanel(Panel):
-    """One button: observe the calibration data once (cancellable), then build the models."""
+    """One button: observe the calibration data once (cancellable), then build the models; save AMCT's files."""
 
     heading = "2. Calibrate"
 
@@ -176,7 +177,9 @@ class CalibratePanel(Panel):
         self.progress = widgets.IntProgress(value=0, min=0, max=max(n or 1, 1), description="samples",
                                             layout=widgets.Layout(width="420px"))
         self._cancel = threading.Event()
-        super().__init__(s, [self.info, widgets.HBox([self.run_button, self.cancel_button]), self.progress])
+        self.save_box = SaveBox(s)  # AMCT's files from the current result (enabled once there is one)
+        super().__init__(s, [self.info, widgets.HBox([self.run_button, self.cancel_button]), self.progress,
+                             self.save_box])
         self.run_button.on_click(self.guarded(lambda _: self.start()))
         self.cancel_button.on_click(lambda _: self.cancel())
         if s.result is not None:
