@@ -10,6 +10,11 @@ AMCT's ``config.json`` has global keys (``version``, ``batch_num``, ``activation
 amct-nb reads AMCT's ``act_algo`` values (``ifmr`` and ``hfmg`` both map to the MSE search) and
 adds its own algorithms (``minmax``, ``percentile``, ``entropy``, ``mse``); its extra global
 settings live under the ``"amct_nb"`` key, which AMCT ignores.
+
+Nothing is accepted and silently ignored: a key amct-nb does not know is refused (with a close match and the
+keys accepted there), and an AMCT field for a feature amct-nb does not have (``joint_quant``, IFMR's search
+parameters, ``num_of_bins``...) loads only at the default AMCT's own tools write; any other value is refused,
+saying why. The helpers for this are shared with the .cfg readers of :mod:`amct_nb.amct`.
 """
 
 from __future__ import annotations
@@ -17,12 +22,14 @@ from __future__ import annotations
 import copy
 import difflib
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
 
-from .errors import ConfigError
+from .errors import ConfigError, NotSupportedError
+from .ops import OPS
 from .quant.guard import GUARD_MODES
 from .quant.nuq import NUQ_STEPS, NonUniform
 from .quant.ranges import ALGORITHMS
@@ -37,6 +44,126 @@ NUQ = NonUniform.name
 _NUQ_FIELDS = ("num_steps", "num_of_iteration")
 #: Chosen by measurement (benchmarks/compare_ranges.py): see README "Range algorithms".
 DEFAULT_ACT_ALGO = "mse"
+
+#: The keys of AMCT's config.json that are read (the rest of the top level are layer names), and amct-nb's own.
+_GLOBAL_KEYS = ("version", "batch_num", "activation_offset", "do_fusion", "skip_fusion_layers", "joint_quant",
+                "tensor_quantize", "amct_nb")
+_LAYER_KEYS = ("quant_enable", "activation_quant_params", "weight_quant_params", "dmq_balancer_param")
+_ACT_KEYS = ("num_bits", "act_algo", "asymmetric", "percentile", "max_percentile", "min_percentile", "search_range",
+             "search_step", "num_of_bins")
+_WTS_KEYS = ("num_bits", "wts_algo", "channel_wise", "num_steps", "num_of_iteration")
+_EXT_KEYS = ("default", "layer_type_overrides", "skip_layer_types", "activation_dtype", "saturation_guard",
+             "quantize_outputs", "min_input_channels", "safety_net", "min_sqnr_db", "min_channel_snr_db",
+             "min_output_sqnr_db")
+#: AMCT's IFMR parameters at the defaults its create_quant_config writes (amct-nb reads ``ifmr`` as its MSE search)
+IFMR_DEFAULTS = {"max_percentile": 0.999999, "min_percentile": 0.999999, "search_range": [0.7, 1.3],
+                 "search_step": 0.01}
+_NO_IFMR = "its ifmr is the MSE search over the calibration histogram, without IFMR's percentile and search range"
+#: AMCT's HFMG bin counts and its default
+HFMG_BINS, HFMG_DEFAULT_BINS = (1024, 2048, 4096, 8192), 4096
+_NO_BINS = ("its histograms have a fixed resolution: 8192 exactly merged bins per tensor, searched on 1024; "
+            "hfmg is read as the MSE search")
+#: Op types AMCT quantizes that amct-nb leaves float: skipping them is what happens anyway, an override is refused.
+FLOAT_LAYER_TYPES = ("AveragePool", "LSTM", "GRU")
+
+
+class UnsupportedSettingError(ConfigError, NotSupportedError):
+    """An AMCT setting for a feature amct-nb does not have (caught as a ConfigError or a NotSupportedError)."""
+
+
+def unknown_key(key, accepted, where: str, what: str = "key") -> ConfigError:
+    """The error for a key ``where`` does not know: the key, a close match, and the keys accepted there."""
+    accepted = sorted(accepted)
+    near = difflib.get_close_matches(str(key), accepted, n=1)
+    hint = f" (did you mean '{near[0]}'?)" if near else ""
+    return ConfigError(f"{where}: unknown {what} '{key}'{hint}: the accepted ones are {', '.join(accepted)}")
+
+
+def check_keys(d: dict, accepted, where: str, what: str = "key") -> None:
+    """Refuse the first key of ``d`` that is not in ``accepted`` (see :func:`unknown_key`)."""
+    for k in d:
+        if k not in accepted:
+            raise unknown_key(k, accepted, where, what)
+
+
+def _same(value, default) -> bool:
+    if isinstance(default, bool) or isinstance(value, bool):
+        return type(value) is type(default) and value == default
+    if isinstance(default, (int, float)):  # float32 fields of AMCT's protos come back as e.g. 0.9999989867
+        return isinstance(value, (int, float)) and math.isclose(value, default, rel_tol=1e-6)
+    if isinstance(default, (list, tuple)):
+        return isinstance(value, (list, tuple)) and len(value) == len(default) and all(map(_same, value, default))
+    return value == default
+
+
+def _show(v, cfg: bool) -> str:
+    if not cfg:
+        return json.dumps(v)
+    return str(v).lower() if isinstance(v, bool) else str(v)
+
+
+def require_default(where: str, key: str, value, default, why: str, cfg: bool = False) -> None:
+    """Accept a field for a feature amct-nb does not have only at AMCT's default (what AMCT's own tools write,
+    so its files keep loading); refuse any other value, saying why and what to write instead. ``cfg``: show
+    the values as a .cfg spells them."""
+    if not _same(value, default):
+        raise UnsupportedSettingError(f"{where}: {key} {_show(value, cfg)} is not supported by amct-nb ({why}): "
+                                      f"remove it or set it to {_show(default, cfg)}")
+
+
+def refuse(where: str, key: str, why: str, fix: str = "remove it") -> UnsupportedSettingError:
+    """The error for a field amct-nb has no feature for, at any value."""
+    return UnsupportedSettingError(f"{where}: {key} is not supported by amct-nb ({why}): {fix}")
+
+
+def check_bins(where: str, value, cfg: bool = False) -> None:
+    """AMCT's ``num_of_bins``: one of AMCT's values, and only its default (amct-nb's bins are fixed)."""
+    if isinstance(value, bool) or value not in HFMG_BINS:
+        raise ConfigError(f"{where}: num_of_bins {_show(value, cfg)} is not one of AMCT's values "
+                          f"{', '.join(map(str, HFMG_BINS))}: remove it or use {HFMG_DEFAULT_BINS}")
+    require_default(where, "num_of_bins", value, HFMG_DEFAULT_BINS, _NO_BINS, cfg)
+
+
+def check_ifmr(where: str, params: dict, cfg: bool = False) -> None:
+    """AMCT's IFMR parameters (JSON names), each accepted only at its default."""
+    for k, v in params.items():
+        require_default(where, k, v, IFMR_DEFAULTS[k], _NO_IFMR, cfg)
+
+
+def layer_types(names, where: str, key: str, override: bool = False, aliases: dict | None = None) -> list[str]:
+    """The ONNX op types ``names`` stand for (``aliases``: other names, e.g. torch module types, for lists of op
+    types). A name that is no quantizable type is refused; a type amct-nb leaves float is refused in an override
+    (there is nothing to apply it to) and kept in a skip list (those layers stay float anyway)."""
+    aliases = aliases or {}
+    known = sorted(set(OPS) | set(FLOAT_LAYER_TYPES) | set(aliases))
+    out: list[str] = []
+    for name in names:
+        for t in aliases.get(name, [name]):
+            if t in FLOAT_LAYER_TYPES and override:
+                raise refuse(where, f"{key} '{name}'", f"it leaves {t} layers float",
+                             "remove it (skip_layer_types keeps such layers float)")
+            if t not in OPS and t not in FLOAT_LAYER_TYPES:
+                raise unknown_key(name, known, where, f"layer type in {key}")
+            out.append(t)
+    return out
+
+
+def _bool(v, where: str, key: str, none_ok: bool = False):
+    if isinstance(v, bool) or (v is None and none_ok):
+        return v
+    if isinstance(v, int) and v in (0, 1):
+        return bool(v)
+    raise ConfigError(f"{where}: {key} {json.dumps(v)} must be true or false")
+
+
+def _block(v: dict, key: str, accepted, where: str) -> dict:
+    """The object ``v[key]`` (empty when absent), its keys checked (unless ``accepted`` is None)."""
+    b = v.get(key) or {}
+    if not isinstance(b, dict):
+        raise ConfigError(f"{where}: {key} must be an object, not {json.dumps(b)}")
+    if accepted is not None:
+        check_keys(b, accepted, f"{where}: {key}")
+    return b
 
 
 @dataclass
@@ -236,28 +363,45 @@ class QuantConfig:
 
     @classmethod
     def from_amct_dict(cls, d: dict, where: str = "config") -> QuantConfig:
+        """A QuantConfig from AMCT's config.json (and amct-nb's ``"amct_nb"`` key). Keys it does not know are
+        refused, naming a close match; AMCT fields for features amct-nb lacks load only at AMCT's defaults."""
         if not isinstance(d, dict):
             raise ConfigError(f"{where}: expected a JSON object at the top level")
+        for name, v in d.items():
+            if name not in _GLOBAL_KEYS and not isinstance(v, dict):
+                near = difflib.get_close_matches(name, _GLOBAL_KEYS, n=1)
+                hint = f" (did you mean '{near[0]}'?)" if near else ""
+                raise ConfigError(f"{where}: unknown key '{name}'{hint}: the global keys are "
+                                  f"{', '.join(_GLOBAL_KEYS)}; "
+                                  "any other key is a layer name, whose entry is an object with "
+                                  "quant_enable/activation_quant_params/weight_quant_params")
+        require_default(where, "joint_quant", d.get("joint_quant", False), False,
+                        "it decides itself which Add/Concat tensors get int8")
+        if d.get("tensor_quantize"):
+            raise refuse(where, "tensor_quantize", "the Add/Concat tensors next to quantized layers get Q/DQ "
+                         "automatically, and MaxPool none of its own", "remove it or set it to []")
         cfg = cls()
-        glob = {"version", "batch_num", "activation_offset", "do_fusion", "skip_fusion_layers", "amct_nb",
-                "joint_quant", "tensor_quantize"}
         try:
             cfg.batch_num = int(d.get("batch_num", 1))
-            cfg.activation_offset = bool(d.get("activation_offset", True))
-            cfg.do_fusion = bool(d.get("do_fusion", True))
+            cfg.activation_offset = _bool(d.get("activation_offset", True), where, "activation_offset")
+            cfg.do_fusion = _bool(d.get("do_fusion", True), where, "do_fusion")
+            if not isinstance(d.get("skip_fusion_layers", []), list):
+                raise TypeError("skip_fusion_layers must be a list of layer names")
             cfg.skip_fusion_layers = list(d.get("skip_fusion_layers", []))
-            ext = d.get("amct_nb", {}) or {}
-            names = {f.name for f in fields(LayerConfig)}
+            ext = _block(d, "amct_nb", _EXT_KEYS, where)
+            names = [f.name for f in fields(LayerConfig)]
             if "default" in ext:
-                cfg.default = LayerConfig(**{k: v for k, v in ext["default"].items() if k in names})
-            for t, v in (ext.get("layer_type_overrides") or {}).items():
-                cfg.type_overrides[t] = LayerConfig(**{k: x for k, x in v.items() if k in names})
-            cfg.skip_layer_types = list(ext.get("skip_layer_types", []))
+                cfg.default = LayerConfig(**_block(ext, "default", names, f"{where}: amct_nb"))
+            types = _block(ext, "layer_type_overrides", None, f"{where}: amct_nb")
+            for t in layer_types(types, f"{where}: amct_nb", "layer_type_overrides", override=True):
+                cfg.type_overrides[t] = LayerConfig(**_block(types, t, names, f"{where}: amct_nb: "
+                                                             "layer_type_overrides"))
+            cfg.skip_layer_types = layer_types(ext.get("skip_layer_types", []), f"{where}: amct_nb", "skip_layer_types")
             cfg.activation_dtype = ext.get("activation_dtype", cfg.activation_dtype)
             cfg.saturation_guard = ext.get("saturation_guard", cfg.saturation_guard)
-            cfg.quantize_outputs = bool(ext.get("quantize_outputs", cfg.quantize_outputs))
+            cfg.quantize_outputs = _bool(ext.get("quantize_outputs", cfg.quantize_outputs), where, "quantize_outputs")
             cfg.min_input_channels = int(ext.get("min_input_channels", cfg.min_input_channels))
-            cfg.safety_net = bool(ext.get("safety_net", cfg.safety_net))
+            cfg.safety_net = _bool(ext.get("safety_net", cfg.safety_net), where, "safety_net")
             cfg.min_sqnr_db = float(ext.get("min_sqnr_db", cfg.min_sqnr_db))
             cfg.min_channel_snr_db = float(ext.get("min_channel_snr_db", cfg.min_channel_snr_db))
             v = ext.get("min_output_sqnr_db", cfg.min_output_sqnr_db)
@@ -267,31 +411,8 @@ class QuantConfig:
                 f"{where}: a global setting has the wrong type ({e}): compare with a generated config.json"
             ) from e
         for name, v in d.items():
-            if name in glob:
-                continue
-            if not isinstance(v, dict):
-                raise ConfigError(
-                    f"{where}: entry '{name}' must be an object with "
-                    "quant_enable/activation_quant_params/weight_quant_params"
-                )
-            act = v.get("activation_quant_params", {}) or {}
-            wts = v.get("weight_quant_params", {}) or {}
-            try:
-                lc = LayerConfig(
-                    quant_enable=bool(v.get("quant_enable", True)),
-                    act_algo=str(act.get("act_algo", cfg.default.act_algo)),
-                    act_bits=int(act.get("num_bits", 8)),
-                    asymmetric=act.get("asymmetric", None),
-                    percentile=float(act.get("percentile", cfg.default.percentile)),
-                    wts_bits=int(wts.get("num_bits", 8)),
-                    channel_wise=bool(wts.get("channel_wise", True)),
-                    wts_algo=str(wts.get("wts_algo", "arq_quantize")),
-                    num_steps=int(wts.get("num_steps", cfg.default.num_steps)),
-                    num_of_iteration=int(wts.get("num_of_iteration", cfg.default.num_of_iteration)),
-                )
-            except (TypeError, ValueError) as e:
-                raise ConfigError(f"{where}: layer '{name}' has a setting of the wrong type ({e})") from e
-            cfg.layers[name] = lc.validate(f"{where}: layer '{name}'")
+            if name not in _GLOBAL_KEYS:
+                cfg.layers[name] = _layer_from_amct(v, cfg.default, f"{where}: layer '{name}'")
         return cfg.validate()
 
     @classmethod
@@ -304,3 +425,38 @@ class QuantConfig:
         except json.JSONDecodeError as e:
             raise ConfigError(f"{p} is not valid JSON ({e}): fix the file or regenerate it") from e
         return cls.from_amct_dict(d, where=str(p))
+
+
+def _layer_from_amct(v: dict, default: LayerConfig, where: str) -> LayerConfig:
+    """One layer entry of AMCT's config.json (``default``: where keys it leaves out come from)."""
+    check_keys(v, _LAYER_KEYS, where)
+    if "dmq_balancer_param" in v:
+        raise refuse(where, "dmq_balancer_param", "DMQ balancing is not implemented")
+    act = _block(v, "activation_quant_params", _ACT_KEYS, where)
+    wts = _block(v, "weight_quant_params", _WTS_KEYS, where)
+    check_ifmr(f"{where}: activation_quant_params", {k: x for k, x in act.items() if k in IFMR_DEFAULTS})
+    if "num_of_bins" in act:
+        check_bins(f"{where}: activation_quant_params", act["num_of_bins"])
+    try:
+        lc = LayerConfig(
+            quant_enable=_bool(v.get("quant_enable", True), where, "quant_enable"),
+            act_algo=str(act.get("act_algo", default.act_algo)),
+            act_bits=int(act.get("num_bits", 8)),
+            asymmetric=_bool(act.get("asymmetric"), where, "asymmetric", none_ok=True),
+            percentile=float(act.get("percentile", default.percentile)),
+            wts_bits=int(wts.get("num_bits", 8)),
+            channel_wise=_bool(wts.get("channel_wise", True), where, "channel_wise"),
+            wts_algo=str(wts.get("wts_algo", "arq_quantize")),
+            num_steps=int(wts.get("num_steps", default.num_steps)),
+            num_of_iteration=int(wts.get("num_of_iteration", default.num_of_iteration)),
+        ).validate(where)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{where}: a setting has the wrong type ({e})") from e
+    if "percentile" in act and lc.act_algo != "percentile":
+        raise ConfigError(f"{where}: percentile applies only to act_algo 'percentile' (this layer's is "
+                          f"'{act.get('act_algo', default.act_algo)}'): remove it or set act_algo to percentile")
+    extra = [k for k in _NUQ_FIELDS if k in wts]
+    if extra and not lc.nuq:
+        raise ConfigError(f"{where}: {extra[0]} applies only to wts_algo '{NUQ}' (this layer's is '{lc.wts_algo}'): "
+                          "remove it")
+    return lc

@@ -21,6 +21,7 @@ AMCT's parser reads as layers without weights.
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,36 @@ from .errors import ConfigError
 __all__ = ["LayerRecord", "Record", "TENSOR_PREFIX"]
 
 TENSOR_PREFIX = "tensor:"
+#: fields of AMCT's ``SingleLayerRecord`` (and Caffe's shape fields) that are kept and written back unchanged;
+#: those with a value here are accepted only at it (AMCT's default), since the scales would mean something else
+KEPT_FIELDS = {"shift_bit": None, "tensor_balance_factor": "1", "skip_fusion": None, "dst_type": None,
+               "act_type": "INT8", "wts_type": None, "fakequant_precision_mode": "DEFAULT", "scale_h": None,
+               "offset_h": None, "scale_r": None, "offset_r": None, "channels": None, "height": None, "width": None}
+_WHY = {"tensor_balance_factor": "DMQ balancing is not implemented: these scales were computed on balanced "
+                                 "activations; calibrate again with amct-nb",
+        "act_type": "activations are quantized to int8 only",
+        "fakequant_precision_mode": "scales stay float32; the fp16 rounding for Ascend is not implemented"}
+_FIELDS = ("scale_d", "offset_d", "scale_w", "offset_w", "nuq_level", "bias_correction", *KEPT_FIELDS)
+
+
+def _check_kept(where: str, key, fname: str, val: str) -> None:
+    """Refuse a field AMCT's record does not have (naming a close match) and a kept one off its default."""
+    if fname not in KEPT_FIELDS:
+        near = difflib.get_close_matches(fname, _FIELDS, n=1)
+        hint = f" (did you mean '{near[0]}'?)" if near else ""
+        raise ConfigError(f"{where}: unknown field '{fname}' in the record of '{key}'{hint}: the accepted ones are "
+                          f"{', '.join(_FIELDS)}")
+    default = KEPT_FIELDS[fname]
+    if default is not None and val.strip('"') != default and not (default == "1" and _is_one(val)):
+        raise ConfigError(f"{where}: {fname} {val} in the record of '{key}' is not supported by amct-nb "
+                          f"({_WHY[fname]}): remove it or set it to {default}")
+
+
+def _is_one(val: str) -> bool:
+    try:
+        return float(val) == 1.0
+    except ValueError:
+        return False
 
 
 def _f(x) -> str:
@@ -145,6 +176,7 @@ class Record:
                             elif fname == "bias_correction":
                                 lr.bias_correction.append(float(val))
                             else:
+                                _check_kept(where, key, fname, val)
                                 lr.extra.setdefault(fname, []).append(val)
                         except ValueError:
                             raise ConfigError(f"{where}: field {fname} of '{key}' has a bad value '{val}'") from None

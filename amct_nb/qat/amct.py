@@ -31,10 +31,10 @@ from torch import nn
 from ..amct import create_quant_config as _onnx_create_quant_config
 from ..amct import quantize_model as _onnx_quantize_model
 from ..amct import save_model, write_amct_files
+from ..amct.retrain_cfg import check_retrain_json, read_retrain_cfg, retrain_layers
 from ..amct.session import InferenceSession
-from ..amct.textproto import parse_textproto
-from ..config import QuantConfig
-from ..errors import ConfigError, NotSupportedError
+from ..config import QuantConfig, UnsupportedSettingError
+from ..errors import ConfigError
 from ..ir import atomic_write_text
 from ..ptq import build, collect_stats, fusion_info_of, prepare
 from .model import QatModel
@@ -69,59 +69,34 @@ def export_onnx(model: nn.Module, input_data, path, input_names=None, output_nam
 
 # -- retrain config --------------------------------------------------------------------------------
 def _retrain_cfg_defaults(path) -> dict:
-    """The global defaults of an AMCT retrain ``.cfg`` (``batch_num``, data and weight settings, skips)."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"config_defination file not found: {p}")
-    d = parse_textproto(p.read_text(), where=str(p))
-    for k in ("prune_config", "regular_prune_skip_layers", "regular_prune_skip_types"):
-        if k in d:
-            raise NotSupportedError(f"{p}: {k} (pruning) is not supported by amct-nb: remove the block")
-    out = {"batch_num": int(d.get("batch_num", [1])[-1]), "skip": [str(s) for k in ("skip_layers", "quant_skip_layers")
-                                                                 for s in d.get(k, [])]}
-    data = (d.get("retrain_data_quant_config") or [{}])[-1].get("ulq_quantize", [{}])[-1]
-    out["data"] = {"dst_type": str(data.get("dst_type", ["INT8"])[-1])}
-    clip = (data.get("clip_max_min") or [None])[-1]
-    if clip:
-        out["data"].update(clip_max=float(clip["clip_max"][-1]), clip_min=float(clip["clip_min"][-1]))
-    if "fixed_min" in data:
-        out["data"]["fixed_min"] = bool(data["fixed_min"][-1])
-    wts = (d.get("retrain_weight_quant_config") or [{}])[-1]
-    algo = "ulq_retrain" if "ulq_retrain" in wts else "arq_retrain"
-    w = (wts.get(algo) or [{}])[-1]
-    out["weight"] = {"algo": algo, "channel_wise": bool(w.get("channel_wise", [True])[-1]),
-                     "dst_type": str(w.get("dst_type", ["INT8"])[-1])}
-    return out
+    """The settings of an AMCT retrain ``.cfg`` (None: the defaults): ``batch_num``, global data and weight
+    settings, skips and overrides (see :func:`amct_nb.amct.retrain_cfg.read_retrain_cfg`)."""
+    return read_retrain_cfg(path)
 
 
 def create_quant_retrain_config(config_file, model: nn.Module, input_data, config_defination=None) -> None:
     """Write the retrain JSON (AMCT's format: ``version``, ``batch_num``, per layer ``retrain_enable``,
     ``retrain_data_config`` and ``retrain_weight_config``) for every quantizable layer of ``model``."""
-    base = _retrain_cfg_defaults(config_defination) if config_defination else {
-        "batch_num": 1, "skip": [], "data": {"dst_type": "INT8"},
-        "weight": {"algo": "arq_retrain", "channel_wise": True, "dst_type": "INT8"}}
+    base = _retrain_cfg_defaults(config_defination or None)
     with tempfile.TemporaryDirectory() as tmp:
         p = prepare(str(export_onnx(model, input_data, Path(tmp) / "model.onnx", keep_bn=True)))
-    d = {"version": 1, "batch_num": base["batch_num"]}
-    for l in p.layers:
-        if l.quantizable:
-            d[l.name] = {"retrain_enable": l.name not in base["skip"], "retrain_data_config":
-                         {"algo": "ulq_quantize", **base["data"]}, "retrain_weight_config": dict(base["weight"])}
+    d = {"version": 1, "batch_num": base["batch_num"], **retrain_layers(base, p.layers)}
     _config_from_retrain(d)  # validate before writing
     atomic_write_text(config_file, json.dumps(d, indent=4) + "\n")
 
 
 def _config_from_retrain(d: dict) -> tuple[QuantConfig, dict]:
     """(QuantConfig, per-layer clip overrides) of a retrain JSON; errors name the layer and the field."""
+    check_retrain_json(d)  # unknown keys, algo, fixed_min
     cfg = QuantConfig(min_output_sqnr_db=None, batch_num=int(d.get("batch_num", 1)))
     clips = {}
     for name, v in d.items():
         if not isinstance(v, dict):
             continue
-        data, wts = v.get("retrain_data_config", {}), v.get("retrain_weight_config", {})
+        data, wts = v.get("retrain_data_config") or {}, v.get("retrain_weight_config") or {}
         if data.get("dst_type", "INT8") != "INT8":
-            raise NotSupportedError(f"layer {name}: activation dst_type {data.get('dst_type')} is not supported: "
-                                    "amct-nb trains int8 activations (A8W8, A8W4)")
+            raise UnsupportedSettingError(f"layer {name}: activation dst_type {data.get('dst_type')} is not "
+                                          "supported: amct-nb trains int8 activations (A8W8, A8W4)")
         if wts.get("algo", "arq_retrain") not in ("arq_retrain", "ulq_retrain"):
             raise ConfigError(f"layer {name}: retrain_weight_config algo {wts.get('algo')!r} is unknown: use "
                               "arq_retrain or ulq_retrain")
