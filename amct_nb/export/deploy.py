@@ -15,6 +15,7 @@ from onnx import helper
 from ..ir import GraphEdit, fit_ir_version
 from .metadata import stamp
 from .plan import QuantPlan
+from .share import share_identical
 
 __all__ = ["build_deploy"]
 
@@ -51,5 +52,6 @@ def build_deploy(prepared: onnx.ModelProto, plan: QuantPlan) -> onnx.ModelProto:
         mapping[t] = dn
     ed.redirect(mapping)
     m = ed.finish()
+    share_identical(m)
     stamp(m, "deploy")
     return fit_ir_version(m)

@@ -17,6 +17,7 @@ from onnx import helper
 from ..ir import GraphEdit, GraphIndex, fit_ir_version
 from .metadata import stamp
 from .plan import PASS_ACTIVATIONS, QuantPlan
+from .share import share_identical
 
 __all__ = ["build_fake_quant", "requantized_by"]
 
@@ -74,6 +75,7 @@ def build_fake_quant(prepared: onnx.ModelProto, plan: QuantPlan) -> onnx.ModelPr
     ed.redirect(layer_mapping, skip=lambda node, i: not (node.name in plan.layers and i == 0))
     ed.redirect(mapping, skip=lambda node, i: node.name in plan.layers and i == 0)
     m = ed.finish()
+    share_identical(m)
     stamp(m, "fake_quant")
     return fit_ir_version(m)
 

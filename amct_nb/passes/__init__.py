@@ -13,6 +13,7 @@ from .noops import remove_noops
 from .opset import upgrade_opset
 from .pads import fold_pads
 from .shapes import infer_shapes
+from .unshare import WEIGHT_UNSHARED, unshare_weights
 
 __all__ = ["Change", "BN_FOLDED", "fusion_info", "constants_to_initializers", "fold_batchnorm", "name_nodes",
-           "remove_noops", "upgrade_opset", "fold_pads", "infer_shapes"]
+           "remove_noops", "upgrade_opset", "fold_pads", "infer_shapes", "unshare_weights", "WEIGHT_UNSHARED"]

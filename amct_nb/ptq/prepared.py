@@ -13,7 +13,7 @@ import onnx
 
 from ..config import QuantConfig
 from ..ir import ModelLike, byte_size, fit_ir_version, is_large, load_model, without_large_data
-from ..ops import Layer, find_layers
+from ..ops import OPS, Layer, find_layers
 from ..passes import (
     Change,
     constants_to_initializers,
@@ -21,6 +21,7 @@ from ..passes import (
     infer_shapes,
     name_nodes,
     remove_noops,
+    unshare_weights,
     upgrade_opset,
 )
 
@@ -61,8 +62,10 @@ class Prepared:
 
 def prepare_passes(cfg: QuantConfig) -> list[Callable[[onnx.ModelProto], tuple[onnx.ModelProto, list[Change]]]]:
     """The passes that prepare a model, in order: unique node names, opset >= 13, Constant weights
-    as initializers, no-op nodes removed, BatchNorm folded (``do_fusion``), shapes inferred."""
-    steps = [name_nodes, upgrade_opset, constants_to_initializers, remove_noops]
+    as initializers, no-op nodes removed, shared weights copied per layer, BatchNorm folded (``do_fusion``),
+    shapes inferred."""
+    steps = [name_nodes, upgrade_opset, constants_to_initializers, remove_noops,
+             partial(unshare_weights, weight_inputs={k: (s.weight_index, s.bias_index) for k, s in OPS.items()})]
     if cfg.do_fusion:
         steps.append(partial(fold_batchnorm, skip_layers=cfg.skip_fusion_layers))
     steps.append(infer_shapes)

@@ -1,0 +1,99 @@
+"""Store identical constants once: the int8 copies of a shared weight, and the DequantizeLinear nodes
+that read them.
+
+Preparation gives each layer that shares a weight its own copy (:mod:`amct_nb.passes.unshare`), so each
+use is quantized with its own activation grid; the weight quantizes to the same integers and scales for
+every use, so the exports merge the byte-identical initializers back into one and the identical
+DequantizeLinear nodes into one that feeds every user (ONNX Runtime gives each fused int8 kernel its own
+copy of the node when it optimizes the graph, so the kernels still fuse). Only tensors of at least
+``MIN_ELEMENTS`` values are merged: weights, not the scalar scales of unrelated tensors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import onnx
+
+__all__ = ["share_identical", "MIN_ELEMENTS"]
+
+MIN_ELEMENTS = 64
+
+
+def _key(t: onnx.TensorProto) -> tuple | None:
+    if t.data_location == onnx.TensorProto.EXTERNAL or not t.raw_data:
+        return None
+    n = 1
+    for d in t.dims:
+        n *= d
+    return (t.data_type, tuple(t.dims), hashlib.sha256(t.raw_data).hexdigest(), n)
+
+
+def share_identical(model: onnx.ModelProto) -> int:
+    """Merge byte-identical initializers (>= MIN_ELEMENTS values) and then DequantizeLinear nodes with
+    the same inputs, in place; returns how many initializers were merged away."""
+    g = model.graph
+    first: dict[tuple, str] = {}
+    rename: dict[str, str] = {}
+    for t in g.initializer:
+        k = _key(t)
+        if k is None or k[3] < MIN_ELEMENTS:
+            continue
+        if k in first:
+            rename[t.name] = first[k]
+        else:
+            first[k] = t.name
+    if not rename:
+        return 0
+    protected = {i.name for i in g.input} | {o.name for o in g.output}
+    rename = {a: b for a, b in rename.items() if a not in protected}
+    keep = [t for t in g.initializer if t.name not in rename]
+    del g.initializer[:]
+    g.initializer.extend(keep)
+    _rename_inputs(g, rename)
+    # DequantizeLinear nodes that now read the same values (weight, scales, zero points): one feeds every user
+    inits = {t.name: _key(t) or t.name for t in g.initializer}
+    seen: dict[tuple, str] = {}
+    out_rename: dict[str, str] = {}
+    drop = set()
+    for i, n in enumerate(g.node):
+        if n.op_type != "DequantizeLinear" or not all(x in inits for x in n.input if x) or n.output[0] in protected:
+            continue
+        k = (tuple(inits[x] if x else "" for x in n.input), tuple(a.SerializeToString() for a in n.attribute))
+        if k in seen:
+            out_rename[n.output[0]] = seen[k]
+            drop.add(i)
+        else:
+            seen[k] = n.output[0]
+    if drop:
+        nodes = [n for i, n in enumerate(g.node) if i not in drop]
+        del g.node[:]
+        g.node.extend(nodes)
+        _rename_inputs(g, out_rename)
+        kept = [v for v in g.value_info if v.name not in out_rename]
+        del g.value_info[:]
+        g.value_info.extend(kept)
+        used = _read(g) | protected  # the dropped nodes' scales and zero points
+        kept_inits = [t for t in g.initializer if t.name in used]
+        del g.initializer[:]
+        g.initializer.extend(kept_inits)
+    return len(rename)
+
+
+def _rename_inputs(g: onnx.GraphProto, rename: dict[str, str]) -> None:
+    for n in g.node:
+        for j, x in enumerate(n.input):
+            if x in rename:
+                n.input[j] = rename[x]
+        for a in n.attribute:  # names captured by If / Loop bodies
+            for sub in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
+                _rename_inputs(sub, rename)
+
+
+def _read(g: onnx.GraphProto) -> set[str]:
+    names = {x for n in g.node for x in n.input if x}
+    for n in g.node:
+        for a in n.attribute:
+            for sub in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
+                names |= _read(sub)
+    return names

@@ -1,0 +1,75 @@
+"""Give every layer its own copy of a weight that several layers read.
+
+A block applied several times, tied projections, ALBERT-style sharing: one initializer feeds several
+Conv / Gemm / MatMul nodes. Each use sees different activations, so each gets its own activation grid
+and its own record entry; the weight itself quantizes the same way for every use (its scales come from
+the weight alone), and the exports store the int8 copy once again (:mod:`amct_nb.export.share`).
+
+A weight also read by a node that is not a layer (a Gather of a tied embedding table, a Shape) is left
+shared: its layers stay float, with the reason, as before.
+"""
+
+from __future__ import annotations
+
+import onnx
+
+from .base import Change
+
+__all__ = ["unshare_weights", "WEIGHT_UNSHARED"]
+
+#: ``Change.kind`` of a weight copied for the layer ``target`` (``node``: the copy's name).
+WEIGHT_UNSHARED = "weight_unshared"
+
+
+def _uses(graph: onnx.GraphProto) -> dict[str, int]:
+    """How many node inputs read each name, subgraphs (If / Loop bodies) included."""
+    n: dict[str, int] = {}
+    for node in graph.node:
+        for i in node.input:
+            if i:
+                n[i] = n.get(i, 0) + 1
+        for a in node.attribute:
+            for sub in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
+                for k, v in _uses(sub).items():
+                    n[k] = n.get(k, 0) + v
+    return n
+
+
+def unshare_weights(model: onnx.ModelProto, weight_inputs: dict[str, tuple]) -> tuple[onnx.ModelProto, list[Change]]:
+    """Copy each initializer that only layers read (``weight_inputs``: op type -> (weight input index, bias
+    input index or None)), and more than one of them, so every layer reads its own; a bias several layers
+    read is copied whoever else reads it. Returns (model, changes)."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    g = out.graph
+    inits = {t.name: t for t in g.initializer}
+    readers: dict[tuple[str, bool], list[tuple[onnx.NodeProto, int]]] = {}
+    for node in g.node:
+        spec = weight_inputs.get(node.op_type)
+        if spec is None or node.domain not in ("", "ai.onnx"):
+            continue
+        for is_bias, i in enumerate(spec):
+            if i is not None and len(node.input) > i and node.input[i] in inits:
+                readers.setdefault((node.input[i], bool(is_bias)), []).append((node, i))
+    uses = _uses(g)
+    outputs = {o.name for o in g.output}
+    taken = set(inits) | {o for n in g.node for o in n.output} | {i.name for i in g.input}
+    changes = []
+    for (w, is_bias), nodes in readers.items():
+        if len(nodes) < 2 or w in outputs or (not is_bias and uses.get(w, 0) != len(nodes)):
+            continue
+        for k, (node, idx) in enumerate(nodes[1:], 2):
+            name, j = f"{w}_use{k}", 0
+            while name in taken:
+                j += 1
+                name = f"{w}_use{k}_{j}"
+            taken.add(name)
+            t = g.initializer.add()
+            t.CopyFrom(inits[w])
+            t.name = name
+            node.input[idx] = name
+            what = "bias" if is_bias else "weight"
+            changes.append(Change(WEIGHT_UNSHARED, f"{what} {w} is shared by {len(nodes)} layers: {node.name} reads "
+                                                   f"its own copy {name} (stored once again in the exports)",
+                                  node=name, target=node.name))
+    return out, changes
