@@ -1,7 +1,7 @@
 """Real-browser test: JupyterLab (headless) runs notebooks/01_quickstart.ipynb in Debian's
 chromium through Playwright, and the panels must render: titles, a histogram image, rows of the
-layer table (which round-trips an edit to the kernel), the compare grid; a 500-row table must
-render in under a second. Every request that does not go to 127.0.0.1 is blocked.
+layer table (which round-trips an edit to the kernel), netron's graph through jupyter-server-proxy's
+``/proxy/PORT/`` (as on Binder), the compare grid; a 500-row table must render in under a second. Every request that does not go to 127.0.0.1 is blocked.
 
 Needs: ``apt-get install chromium`` and ``pip install jupyterlab ipywidgets anywidget playwright``
 (never ``playwright install``). Skipped when they are missing, unless AMCT_NB_REQUIRE_UI=1
@@ -172,6 +172,14 @@ def test_quickstart_renders_every_panel(lab, browser):
     row.locator("td.amct-lt-name").click()
     page.wait_for_function(
         "n => [...document.querySelectorAll('.amct-panel select')].some(s => s.value === n)", arg=name, timeout=20_000)
+    # netron's view of the graph, through jupyter-server-proxy's /proxy/PORT/ as on Binder
+    frame_el = page.locator("iframe.amct-netron").first
+    frame_el.scroll_into_view_if_needed()
+    assert frame_el.get_attribute("src").startswith("/proxy/"), frame_el.get_attribute("src")
+    frame = frame_el.content_frame
+    frame.locator("#canvas g.node").first.wait_for(state="attached", timeout=60_000)  # the graph drew its nodes
+    body = frame.locator("body").inner_text()
+    assert "newest version" not in body and "Accept" not in body, body[:300]
     # the compare grid
     grid = page.locator(".amct-compare-grid").first
     grid.scroll_into_view_if_needed()
