@@ -1,7 +1,8 @@
 """Real-browser test: JupyterLab (headless) runs notebooks/01_quickstart.ipynb in Debian's
 chromium through Playwright, and the panels must render: titles, a histogram image, rows of the
 layer table (which round-trips an edit to the kernel), netron's graph through jupyter-server-proxy's
-``/proxy/PORT/`` (as on Binder), the compare grid; a 500-row table must render in under a second. Every request that does not go to 127.0.0.1 is blocked.
+``/proxy/PORT/`` (as on Binder), the compare grid; a 500-row table must render in under a second.
+Every request that does not go to 127.0.0.1 is blocked.
 
 Needs: ``apt-get install chromium`` and ``pip install jupyterlab ipywidgets anywidget playwright``
 (never ``playwright install``). Skipped when they are missing, unless AMCT_NB_REQUIRE_UI=1
