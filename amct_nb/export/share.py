@@ -15,6 +15,8 @@ import hashlib
 
 import onnx
 
+from ..ir import walk_nodes
+
 __all__ = ["share_identical", "MIN_ELEMENTS"]
 
 MIN_ELEMENTS = 64
@@ -81,19 +83,11 @@ def share_identical(model: onnx.ModelProto) -> int:
 
 
 def _rename_inputs(g: onnx.GraphProto, rename: dict[str, str]) -> None:
-    for n in g.node:
+    for n in walk_nodes(g):  # names captured by If / Loop bodies too
         for j, x in enumerate(n.input):
             if x in rename:
                 n.input[j] = rename[x]
-        for a in n.attribute:  # names captured by If / Loop bodies
-            for sub in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
-                _rename_inputs(sub, rename)
 
 
 def _read(g: onnx.GraphProto) -> set[str]:
-    names = {x for n in g.node for x in n.input if x}
-    for n in g.node:
-        for a in n.attribute:
-            for sub in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
-                names |= _read(sub)
-    return names
+    return {x for n in walk_nodes(g) for x in n.input if x}

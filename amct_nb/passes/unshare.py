@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import onnx
 
+from ..ir import walk_nodes
 from .base import Change
 
 __all__ = ["unshare_weights", "WEIGHT_UNSHARED"]
@@ -24,14 +25,10 @@ WEIGHT_UNSHARED = "weight_unshared"
 def _uses(graph: onnx.GraphProto) -> dict[str, int]:
     """How many node inputs read each name, subgraphs (If / Loop bodies) included."""
     n: dict[str, int] = {}
-    for node in graph.node:
+    for node in walk_nodes(graph):
         for i in node.input:
             if i:
                 n[i] = n.get(i, 0) + 1
-        for a in node.attribute:
-            for sub in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
-                for k, v in _uses(sub).items():
-                    n[k] = n.get(k, 0) + v
     return n
 
 
