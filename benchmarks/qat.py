@@ -151,7 +151,24 @@ def main(argv=None) -> int:
             print("\n".join(out[-2:]), flush=True)
     Path(args.out).write_text("\n".join(out) + "\n")
     print(f"wrote {args.out}")
+    if Path(args.out) == HERE / "QAT.md":
+        results_section(Path(args.out))
     return 0
+
+
+def results_section(src: Path) -> None:
+    """Copy ``src`` (QAT.md as this script wrote it) into benchmarks/RESULTS.md between ``<!-- qat -->`` marks."""
+    res, mark = HERE / "RESULTS.md", "<!-- qat -->"
+    text = res.read_text() if res.exists() else ""
+    section = "\n".join([mark, src.read_text().rstrip("\n"), "",
+                         "BatchNorm trained for the first steps: benchmarks/QAT_BN.md; label-free EfficientNet-Lite0: "
+                         "benchmarks/QAT_EFFICIENTNET.md, QAT_EFFICIENTNET_FLIP.md.", mark])
+    if mark in text:
+        a, _, rest = text.partition(mark)
+        text = a + section + rest.partition(mark)[2]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    res.write_text(text)
 
 
 if __name__ == "__main__":
