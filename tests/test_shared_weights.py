@@ -105,3 +105,26 @@ def test_a_weight_also_read_by_a_non_layer_stays_shared_and_float():
     p = an.prepare(m)
     (layer,) = p.layers
     assert not layer.quantizable and "shared with gather" in layer.reason.text
+
+
+def test_qat_trains_a_shared_weight_as_one_parameter(tmp_path):
+    """QAT ties the per-layer copies back together: one parameter, one weight quantizer, so the trained
+    deploy model still stores the weight once."""
+    pytest.importorskip("torch")
+    from amct_nb.qat import retrain
+    from amct_nb.qat.model import QatModel
+
+    m = _block_thrice("conv")
+    onnx.save(m, tmp_path / "m.onnx")
+    x = np.random.default_rng(1).normal(0, 1, (64, 8, 16, 16)).astype(np.float32)
+    res = retrain(str(tmp_path / "m.onnx"), x, distill=True, steps=8, batch_size=16, lr=1e-2, progress=False)
+    qm = QatModel(res.ptq)
+    assert len(qm.graph.params) == 2  # W and b once each (the int32 bias still has a grid per use)
+    assert len(qm.weights) == 1
+    w8 = [t for t in res.result.deploy_model.graph.initializer if t.data_type == TensorProto.INT8
+          and tuple(t.dims) == (8, 8, 3, 3)]
+    assert len(w8) == 1
+    scales = {tuple(res.result.record.layers[n].scale_w) for n in ("conv0", "conv1", "conv2")}
+    assert len(scales) == 1
+    trained = numpy_helper.to_array(w8[0])
+    assert not np.array_equal(trained, res.ptq.plan.layers["conv0"].w_q)  # training moved the shared weight

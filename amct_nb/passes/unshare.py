@@ -18,7 +18,7 @@ from .base import Change
 
 __all__ = ["unshare_weights", "WEIGHT_UNSHARED"]
 
-#: ``Change.kind`` of a weight copied for the layer ``target`` (``node``: the copy's name).
+#: ``Change.kind`` of a shared weight or bias (``node``) copied for one of its layers (``target``: the copy's name).
 WEIGHT_UNSHARED = "weight_unshared"
 
 
@@ -68,5 +68,5 @@ def unshare_weights(model: onnx.ModelProto, weight_inputs: dict[str, tuple]) -> 
             what = "bias" if is_bias else "weight"
             changes.append(Change(WEIGHT_UNSHARED, f"{what} {w} is shared by {len(nodes)} layers: {node.name} reads "
                                                    f"its own copy {name} (stored once again in the exports)",
-                                  node=name, target=node.name))
+                                  node=w, target=name))
     return out, changes

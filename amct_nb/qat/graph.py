@@ -171,9 +171,10 @@ class TorchGraph(nn.Module):
     ``tensor_hooks``: ONNX tensor name -> module applied where the tensor is produced (a graph input
     or a node output); ``layer_hooks``: layer node name -> callable ``(weight, bias) -> (weight, bias)``
     applied where the layer reads them, or ``(weight, bias, post)`` where ``post(output)`` then transforms the
-    layer's output (the BatchNorm of :class:`~amct_nb.qat.bn.FoldedBn`)."""
+    layer's output (the BatchNorm of :class:`~amct_nb.qat.bn.FoldedBn`). ``tied``: initializer -> the one it is
+    a copy of (a shared weight preparation copied per layer): both read one parameter."""
 
-    def __init__(self, model: onnx.ModelProto):
+    def __init__(self, model: onnx.ModelProto, tied: dict[str, str] | None = None):
         super().__init__()
         g = model.graph
         bad = sorted({n.op_type for n in g.node if n.op_type not in SUPPORTED_OPS or n.domain not in ("", "ai.onnx")})
@@ -205,6 +206,11 @@ class TorchGraph(nn.Module):
                 self.params[k] = nn.Parameter(ten)
             else:
                 consts[t.name] = ten
+        for copy, orig in (tied or {}).items():  # copies of one shared weight train as one parameter
+            if copy in self.key and orig in self.key and torch.equal(self.params[self.key[copy]],
+                                                                      self.params[self.key[orig]]):
+                del self.params[self.key[copy]]
+                self.key[copy] = self.key[orig]
         for n in self.nodes:
             if n.op_type == "Constant":
                 consts[n.output[0]] = torch.from_numpy(np.array(numpy_helper.to_array(_attrs(n)["value"])))

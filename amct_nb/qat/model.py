@@ -18,7 +18,7 @@ from torch import nn
 
 from ..ir import clone
 from ..ops import OPS
-from ..passes import fusion_info
+from ..passes import WEIGHT_UNSHARED, fusion_info
 from ..ptq import QuantResult, build
 from ..reasons import Reason
 from ..record import TENSOR_PREFIX, LayerRecord, Record
@@ -38,7 +38,9 @@ class QatModel(nn.Module):
         super().__init__()
         self.ptq = ptq
         prepared, plan = ptq.prepared, ptq.plan
-        self.graph = TorchGraph(prepared.model)
+        # a weight several layers share trains as one parameter with one weight quantizer (stored once)
+        self.graph = TorchGraph(prepared.model, tied={c.target: c.node for c in prepared.changes
+                                                      if c.kind == WEIGHT_UNSHARED})
         self.asymmetric = ptq.config.activation_offset
         for t, tq in plan.tensors.items():
             self.graph.hook_tensor(t, ActQuant(tq.scale, tq.zero_point, tq.qmin, tq.qmax,
@@ -46,22 +48,29 @@ class QatModel(nn.Module):
         self.weights = nn.ModuleDict()
         self._wkey: dict[str, str] = {}
         idx = self.graph.index
+        quantizer_of: dict[tuple, str] = {}  # (weight parameter, bits, axis) -> its WeightQuant
         for i, (name, lq) in enumerate(plan.layers.items()):
             node = idx.node(name)
             shape = tuple(lq.w_q.shape)
+            self.graph.layer_hooks[name] = self._layer_hook(name, lq.activation)
+            bits = ptq.config.for_layer(name, lq.op_type).wts_bits
+            shared = (self.graph.key.get(lq.weight), bits, lq.axis)
+            if shared[0] is not None and shared in quantizer_of:
+                self._wkey[name] = quantizer_of[shared]
+                continue
             rows = OPS[lq.op_type].kernel_rows(node, np.arange(int(np.prod(shape))).reshape(shape)) \
                 if plan.guard == "pairs" else None
-            self._wkey[name] = f"w{i}"
-            bits = ptq.config.for_layer(name, lq.op_type).wts_bits
+            self._wkey[name] = quantizer_of[shared] = f"w{i}"
             self.weights[f"w{i}"] = WeightQuant(lq.w_scale, lq.axis, shape, 2 ** (bits - 1) - 1, rows)
-            self.graph.layer_hooks[name] = self._layer_hook(name, lq.activation)
         self.bns = nn.ModuleDict()
         if train_bn:
             folded = fusion_info(prepared.changes)
             for name in plan.layers:
                 node = idx.node(name)
                 axis = _out_axis(node)
-                if name in folded and axis is not None and len(node.input) > 2 and node.input[2] in self.graph.key:
+                alone = list(self._wkey.values()).count(self._wkey[name]) == 1
+                if name in folded and alone and axis is not None and len(node.input) > 2 and \
+                        node.input[2] in self.graph.key:
                     self.bns[self._wkey[name]] = FoldedBn(self.graph.param(node.input[1]).shape[axis], axis)
 
     def _layer_hook(self, name: str, activation: str):
