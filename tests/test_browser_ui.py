@@ -14,7 +14,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,21 +21,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from browser import CHROMIUM, free_port, local_browser, need
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = os.environ.get("AMCT_NB_CHROMIUM", "/usr/bin/chromium")
-REQUIRED = os.environ.get("AMCT_NB_REQUIRE_UI") == "1"
-
-
-def _need(ok: bool, what: str):
-    if not ok:
-        (pytest.fail if REQUIRED else pytest.skip)(f"browser test needs {what}")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +32,8 @@ def lab(tmp_path_factory):
         import jupyterlab  # noqa: F401
         import playwright.sync_api  # noqa: F401
     except ImportError as e:
-        _need(False, f"the Python package {e.name} (pip install jupyterlab ipywidgets anywidget playwright)")
-    _need(Path(CHROMIUM).exists(), f"{CHROMIUM} (apt-get install -y chromium)")
+        need(False, f"the Python package {e.name} (pip install jupyterlab ipywidgets anywidget playwright)")
+    need(Path(CHROMIUM).exists(), f"{CHROMIUM} (apt-get install -y chromium)")
     root = tmp_path_factory.mktemp("lab")
     nb = json.loads((ROOT / "notebooks" / "01_quickstart.ipynb").read_text())
     for c in nb["cells"]:
@@ -54,7 +41,7 @@ def lab(tmp_path_factory):
             c["outputs"], c["execution_count"] = [], None  # what shows must come from this run
     (root / "01_quickstart.ipynb").write_text(json.dumps(nb))
     (root / "big_table.ipynb").write_text(json.dumps(_big_table_notebook()))
-    port, token = _free_port(), secrets.token_hex(16)
+    port, token = free_port(), secrets.token_hex(16)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
            "AMCT_NB_QUICK": "1", "JUPYTER_RUNTIME_DIR": str(root / ".runtime")}
     log = open(root / "lab.log", "w")
@@ -99,28 +86,10 @@ def _big_table_notebook() -> dict:
 
 @pytest.fixture(scope="module")
 def browser(lab):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--no-first-run", "--disable-sync"])
-        ctx = b.new_context(viewport={"width": 1500, "height": 1000})
-        # netron's consent screen reads this cookie; cookies are per host, so it reaches every port
-        ctx.add_cookies([{"name": "consent", "value": str(int(time.time() * 1000)), "domain": "127.0.0.1",
-                          "path": "/"}])
-        blocked = []
-
-        def route(r):
-            host = r.request.url.split("/")[2] if "://" in r.request.url else ""
-            if r.request.url.startswith(("data:", "blob:")) or host.split(":")[0] == "127.0.0.1":
-                return r.continue_()
-            blocked.append(r.request.url)
-            return r.abort()
-
-        ctx.route("**/*", route)
+    # netron's consent screen reads this cookie; cookies are per host, so it reaches every port
+    consent = [{"name": "consent", "value": str(int(time.time() * 1000)), "domain": "127.0.0.1", "path": "/"}]
+    with local_browser({"width": 1500, "height": 1000}, consent) as (ctx, blocked):
         yield ctx, blocked
-        b.close()
 
 
 def _open_and_run_all(ctx, lab, name: str, done_selector: str, timeout_s: float = 240):

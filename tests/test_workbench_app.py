@@ -14,7 +14,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,21 +21,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from browser import CHROMIUM, free_port, local_browser, need
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = os.environ.get("AMCT_NB_CHROMIUM", "/usr/bin/chromium")
-REQUIRED = os.environ.get("AMCT_NB_REQUIRE_UI") == "1"
-
-
-def _need(ok: bool, what: str):
-    if not ok:
-        (pytest.fail if REQUIRED else pytest.skip)(f"browser test needs {what}")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # -- no browser ----------------------------------------------------------------------------------
@@ -84,27 +71,10 @@ def browser():
         import playwright.sync_api  # noqa: F401
         import voila  # noqa: F401
     except ImportError as e:
-        _need(False, f"the Python package {e.name} (pip install voila playwright)")
-    _need(Path(CHROMIUM).exists(), f"{CHROMIUM} (apt-get install -y chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--no-first-run", "--disable-sync"])
-        ctx = b.new_context(viewport={"width": 1400, "height": 1000})
-        blocked = []
-
-        def route(r):
-            host = r.request.url.split("/")[2] if "://" in r.request.url else ""
-            if r.request.url.startswith(("data:", "blob:")) or host.split(":")[0] == "127.0.0.1":
-                return r.continue_()
-            blocked.append(r.request.url)
-            return r.abort()
-
-        ctx.route("**/*", route)
+        need(False, f"the Python package {e.name} (pip install voila playwright)")
+    need(Path(CHROMIUM).exists(), f"{CHROMIUM} (apt-get install -y chromium)")
+    with local_browser({"width": 1400, "height": 1000}) as (ctx, blocked):
         yield ctx, blocked
-        b.close()
 
 
 class Server:
@@ -116,7 +86,7 @@ class Server:
                "JUPYTER_RUNTIME_DIR": str(folder / ".runtime")}
         with open(self.out, "w") as o, open(self.err, "w") as e:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "amct_nb.cli", "workbench", *args, "--port", str(_free_port()), "--no-browser"],
+                [sys.executable, "-m", "amct_nb.cli", "workbench", *args, "--port", str(free_port()), "--no-browser"],
                 cwd=folder, env=env, stdout=o, stderr=e, start_new_session=True)
         deadline = time.time() + 60
         while not (m := re.search(r"http://127\.0\.0\.1:\d+/\?token=\S+", self.out.read_text())):
