@@ -11,7 +11,9 @@ copy of the node when it optimizes the graph, so the kernels still fuse). Only t
 
 from __future__ import annotations
 
+import collections
 import hashlib
+import math
 
 import onnx
 
@@ -22,24 +24,27 @@ __all__ = ["share_identical", "MIN_ELEMENTS"]
 MIN_ELEMENTS = 64
 
 
-def _key(t: onnx.TensorProto) -> tuple | None:
-    if t.data_location == onnx.TensorProto.EXTERNAL or not t.raw_data:
-        return None
-    n = 1
-    for d in t.dims:
-        n *= d
-    return (t.data_type, tuple(t.dims), hashlib.sha256(t.raw_data).hexdigest(), n)
+def _value_keys(g: onnx.GraphProto) -> dict[str, tuple]:
+    """Initializer name -> (dtype, dims, digest of the bytes), for the initializers whose dtype, dims and
+    size another one shares (only those can be equal, so only those are hashed)."""
+    def shape(t):
+        return t.data_type, tuple(t.dims), len(t.raw_data)
+
+    inline = [t for t in g.initializer if t.raw_data and t.data_location != onnx.TensorProto.EXTERNAL]
+    count = collections.Counter(shape(t) for t in inline)
+    return {t.name: (*shape(t), hashlib.sha256(t.raw_data).hexdigest()) for t in inline if count[shape(t)] > 1}
 
 
 def share_identical(model: onnx.ModelProto) -> int:
     """Merge byte-identical initializers (>= MIN_ELEMENTS values) and then DequantizeLinear nodes with
     the same inputs, in place; returns how many initializers were merged away."""
     g = model.graph
+    keys = _value_keys(g)
     first: dict[tuple, str] = {}
     rename: dict[str, str] = {}
     for t in g.initializer:
-        k = _key(t)
-        if k is None or k[3] < MIN_ELEMENTS:
+        k = keys.get(t.name)
+        if k is None or math.prod(t.dims) < MIN_ELEMENTS:
             continue
         if k in first:
             rename[t.name] = first[k]
@@ -54,7 +59,7 @@ def share_identical(model: onnx.ModelProto) -> int:
     g.initializer.extend(keep)
     _rename_inputs(g, rename)
     # DequantizeLinear nodes that now read the same values (weight, scales, zero points): one feeds every user
-    inits = {t.name: _key(t) or t.name for t in g.initializer}
+    inits = {t.name: keys.get(t.name, t.name) for t in g.initializer}
     seen: dict[tuple, str] = {}
     out_rename: dict[str, str] = {}
     drop = set()
