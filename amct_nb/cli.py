@@ -72,7 +72,10 @@ def _add_config_options(c: argparse.ArgumentParser) -> None:
     c.add_argument("--per-tensor", action="store_true", help="per-tensor weight scales (default: per channel)")
     c.add_argument("--symmetric", action="store_true", help="symmetric activations (default: asymmetric)")
     c.add_argument("--skip-layers", help="comma-separated layer names to leave float")
-    c.add_argument("--saturation-guard", choices=["auto", "always", "reduce_range", "off"])
+    c.add_argument("--saturation-guard", choices=["always", "auto", "pairs", "reduce_range", "off"],
+                   help="always (default): layers that could saturate on x86 CPUs without VNNI store uint8 weights "
+                        "(same values, exact everywhere); auto: only if this CPU saturates; pairs: move weight pairs; "
+                        "reduce_range: 7-bit weights; off")
     c.add_argument("--nuq", "--nuq-steps", dest="nuq", type=int, choices=[16, 32], metavar="STEPS",
                    help="non-uniform weights (AMCT's NUQ): at most STEPS (16 or 32) int8 values per Conv/Gemm/MatMul "
                         "layer (depthwise convolutions stay uniform)")
@@ -398,9 +401,10 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--prefix", help="name of the output models (default: the model file's stem)")
     v.add_argument("--recalibrate", metavar="DATA",
                    help="re-observe the activation ranges on DATA (images, .npy, .npz); the QAT weights are kept")
-    v.add_argument("--saturation-guard", choices=["off", "auto", "always"], default="off",
-                   help="off (default): keep every QAT integer; always/auto: move the weight pairs int8 kernels "
-                        "without VNNI saturate on (everywhere / only if this CPU saturates)")
+    v.add_argument("--saturation-guard", choices=["always", "auto", "off", "pairs"], default="always",
+                   help="always (default): layers whose weight pairs x86 CPUs without VNNI saturate on store uint8 "
+                        "weights (same QAT integers, exact everywhere); auto: only if this CPU saturates; off; "
+                        "pairs: move those pairs (changes QAT integers)")
     v.add_argument("--quiet", action="store_true")
     v.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     _add_data_options(v)  # preprocessing of a --recalibrate image folder, --num-samples

@@ -54,7 +54,7 @@ _ACT_KEYS = ("num_bits", "act_algo", "asymmetric", "percentile", "max_percentile
 _WTS_KEYS = ("num_bits", "wts_algo", "channel_wise", "num_steps", "num_of_iteration")
 _EXT_KEYS = ("default", "layer_type_overrides", "skip_layer_types", "activation_dtype", "saturation_guard",
              "quantize_outputs", "min_input_channels", "safety_net", "min_sqnr_db", "min_channel_snr_db",
-             "min_output_sqnr_db")
+             "min_output_sqnr_db", "weight_only_fallback")
 #: AMCT's IFMR parameters at the defaults its create_quant_config writes (amct-nb reads ``ifmr`` as its MSE search)
 IFMR_DEFAULTS = {"max_percentile": 0.999999, "min_percentile": 0.999999, "search_range": [0.7, 1.3],
                  "search_step": 0.01}
@@ -233,10 +233,13 @@ class QuantConfig:
     """Global settings, defaults for every layer, and per-layer overrides.
 
     ``saturation_guard``: how to keep int8 kernels exact on CPUs whose u8*s8 dot products
-    saturate (x86 without VNNI): ``"auto"`` probes ONNX Runtime on this machine and adjusts
-    the few weight pairs that could overflow only where needed, ``"always"`` does so
-    regardless (deploy files portable to such CPUs), ``"reduce_range"`` uses 7-bit weights,
-    ``"off"`` does nothing.
+    saturate (x86 without VNNI). ``"always"`` (default) stores the weights of each layer that
+    could saturate as uint8 with zero point 128: the same integers, so no accuracy cost in any
+    mode, exact on every x86 CPU, those layers run ONNX Runtime's slower u8 x u8 kernels;
+    ``"auto"`` does so only when this CPU saturates (fastest here, not portable); ``"pairs"``
+    keeps int8 weights and moves the few pairs that could overflow (costs accuracy with
+    per-tensor weights); ``"reduce_range"`` uses 7-bit weights; ``"off"`` does nothing.
+    See benchmarks/GUARD.md for what each costs.
     """
 
     default: LayerConfig = field(default_factory=LayerConfig)
@@ -268,6 +271,9 @@ class QuantConfig:
     #: against the float outputs on the calibration samples, the quantized layers/tensors that
     #: harm them most are left float until they reach it. None: no output check.
     min_output_sqnr_db: float | None = 15.0
+    #: The fallback ladder (amct_nb.ptq.ladder): weights of layers left float, embedding tables and
+    #: recurrent weights are stored int8 (weight-only) where the output check finds it affordable.
+    weight_only_fallback: bool = True
 
     def for_layer(self, name: str, op_type: str | None = None) -> LayerConfig:
         """The settings of one layer: its own, else its op type's, else the defaults."""
@@ -353,6 +359,7 @@ class QuantConfig:
             "min_sqnr_db": self.min_sqnr_db,
             "min_channel_snr_db": self.min_channel_snr_db,
             "min_output_sqnr_db": self.min_output_sqnr_db,
+            "weight_only_fallback": self.weight_only_fallback,
         }
         if self.type_overrides:
             d["amct_nb"]["layer_type_overrides"] = {t: lc.as_dict() for t, lc in self.type_overrides.items()}
@@ -406,6 +413,8 @@ class QuantConfig:
             cfg.min_channel_snr_db = float(ext.get("min_channel_snr_db", cfg.min_channel_snr_db))
             v = ext.get("min_output_sqnr_db", cfg.min_output_sqnr_db)
             cfg.min_output_sqnr_db = None if v is None else float(v)
+            cfg.weight_only_fallback = _bool(ext.get("weight_only_fallback", cfg.weight_only_fallback), where,
+                                             "weight_only_fallback")
         except (TypeError, ValueError) as e:
             raise ConfigError(
                 f"{where}: a global setting has the wrong type ({e}): compare with a generated config.json"

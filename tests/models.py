@@ -117,3 +117,18 @@ def images(n, shape, seed=0, lo=-1.0, hi=1.0):
     r = _rng(seed)
     small = r.uniform(lo, hi, (n, shape[0], max(2, shape[1] // 4), max(2, shape[2] // 4))).astype(np.float32)
     return np.repeat(np.repeat(small, 4, axis=2), 4, axis=3)[:, :, : shape[1], : shape[2]].copy()
+
+
+def weight_ints(model: onnx.ModelProto) -> dict[str, np.ndarray]:
+    """The integer weights of a deploy model, by initializer name: int8 as stored, uint8 minus its
+    zero point 128 (the ``uint8`` saturation guard stores ``q + 128``)."""
+    inits = {t.name: t for t in model.graph.initializer}
+    out = {}
+    for n in model.graph.node:
+        t = inits.get(n.input[0]) if n.op_type == "DequantizeLinear" else None
+        if t is None or t.data_type not in (TensorProto.INT8, TensorProto.UINT8):
+            continue
+        zp = numpy_helper.to_array(inits[n.input[2]]).astype(np.int32).reshape(-1) if len(n.input) > 2 else np.zeros(1)
+        assert np.all(zp == zp[0]), "a weight's zero points differ"
+        out[t.name] = numpy_helper.to_array(t).astype(np.int32) - int(zp[0])
+    return out

@@ -171,7 +171,8 @@ def test_ort_qdq_models_convert_with_their_own_numbers(ort_models, case):
     conv = rep["conversion"]
     # every Conv/Gemm/MatMul/ConvTranspose the QAT model quantized keeps its integers, bit for bit
     src_ints = {k: v for k, v in inits(src).items() if v.dtype == np.int8 and v.ndim >= 2}
-    dep_ints = {k: v for k, v in inits(res.deploy_model).items() if v.dtype == np.int8 and v.ndim >= 2}
+    dep_ints = {k: v.astype(np.int32) - (128 if v.dtype == np.uint8 else 0)  # uint8 guard: q + 128
+                for k, v in inits(res.deploy_model).items() if v.dtype in (np.int8, np.uint8) and v.ndim >= 2}
     assert src_ints and src_ints.keys() == dep_ints.keys()
     for k in src_ints:
         np.testing.assert_array_equal(dep_ints[k], src_ints[k])
@@ -373,13 +374,23 @@ def test_saturation_risk_reported_and_guard_optional():
     a, b = rows[:, 0::2], rows[:, 1::2]
     expect = int((((a > 0) & (b > 0) & (a + b > 128)) | ((a < 0) & (b < 0) & (a + b < -128))).sum())
     assert expect >= 36
-    off = convert_qat(src, progress=False)
+    off = convert_qat(src, saturation_guard="off", progress=False)
     sat = off.report()["conversion"]["saturation"]
     assert sat["this_cpu_saturates"] == int8_saturates() and sat["guard"] == "none"
     assert sat["layers"]["conv2"]["pairs_over_limit"] == expect and sat["pairs_adjusted"] == 0
     assert sat["pairs_over_limit"] == sum(v["pairs_over_limit"] for v in sat["layers"].values())
     np.testing.assert_array_equal(off.plan.layers["conv2"].w_q, q2)  # "off" keeps every QAT integer
-    on = convert_qat(src, saturation_guard="always", progress=False)
+    # the default stores conv2 (pairs over the limit) as uint8 q + 128: every QAT integer kept, exact everywhere
+    dflt = convert_qat(src, progress=False)
+    sat = dflt.report()["conversion"]["saturation"]
+    assert sat["guard"] == "uint8" and sat["pairs_adjusted"] == 0 and "conv2" in sat["uint8_weight_layers"]
+    assert "uint8" in sat["advice"]
+    for n in ("conv1", "conv2"):
+        np.testing.assert_array_equal(dflt.plan.layers[n].w_q, off.plan.layers[n].w_q)
+    stored = inits(dflt.deploy_model)[dflt.plan.layers["conv2"].weight + "_quantized"]
+    assert stored.dtype == np.uint8
+    np.testing.assert_array_equal(stored.astype(np.int32) - 128, q2)
+    on = convert_qat(src, saturation_guard="pairs", progress=False)
     sat = on.report()["conversion"]["saturation"]
     assert sat["layers"]["conv2"]["pairs_adjusted"] == expect == on.plan.layers["conv2"].pairs_fixed
     g = OPS["Conv"].kernel_rows(node, on.plan.layers["conv2"].w_q).astype(int)

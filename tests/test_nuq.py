@@ -75,7 +75,7 @@ def test_levels_per_layer_and_accuracy(resnet, steps):
     r = an.build(p, cfg, obs)
     chosen = {l.name for l in nuq_layers(p.layers)}
     assert chosen == {l.name for l in p.layers if l.quantizable} - {"/stem/stem.0/Conv"}  # one input channel
-    deploy = inits(r.deploy_model)
+    deploy = models.weight_ints(r.deploy_model)
     for name, lq in r.plan.layers.items():
         if name not in chosen:
             assert not lq.codebook and len(np.unique(lq.w_q)) > steps

@@ -290,7 +290,7 @@ def test_old_opset_gets_per_channel_weights_and_a_valid_model(opset):
     assert sorted(res.quantized_layers) == ["conv2", "fc"]
     assert "input channels" in res.plan.float_layers["conv1"]  # 3-channel stem: float by the default rule
     assert res.plan.layers["conv2"].w_scale.shape == (c,)  # per channel
-    int8 = {t.name for t in dep.graph.initializer if t.data_type == TensorProto.INT8}
+    int8 = {t.name for t in dep.graph.initializer if t.data_type in (TensorProto.INT8, TensorProto.UINT8)}
     dq_axis = [n for n in dep.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in int8
                and any(a.name == "axis" for a in n.attribute)]
     assert len(dq_axis) == 2

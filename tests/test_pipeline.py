@@ -51,7 +51,9 @@ def test_quantize_every_op_type(case):
     qn = [n for n in dep.graph.node if n.op_type == "QuantizeLinear"]
     assert len(qn) == len(res.plan.tensors)
     int8_weights = [t for t in dep.graph.initializer if t.data_type == onnx.TensorProto.INT8 and len(t.dims) >= 2]
-    assert len(int8_weights) == len(res.plan.layers)
+    uint8_weights = [t for t in dep.graph.initializer if t.data_type == onnx.TensorProto.UINT8 and len(t.dims) >= 2]
+    assert len(uint8_weights) == len(res.plan.uint8_layers)  # the saturation guard's uint8 storage
+    assert len(int8_weights) + len(uint8_weights) == len(res.plan.layers)
     ref = run(m, ev)
     y_dep, y_fq = run(dep, ev), run(fq, ev)
     # int8 is close to float, and the fake-quant model computes what the deploy model computes

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import models
 import numpy as np
 import onnx
 import pytest
@@ -99,11 +100,11 @@ def test_untrained_export_is_the_ptq_model(per_tensor):
 
 @pytest.fixture(scope="module")
 def trained(fmnist, tmp_path_factory):
-    """The ResNet-style model with per-tensor weights and the default guard: PTQ loses ~30 pt here."""
+    """The ResNet-style model with 4-bit per-tensor weights: PTQ loses ~7 pt here."""
     (x, y), (xe, ye) = fmnist
     zm = zoo.load("fmnist-resnet")
     out = tmp_path_factory.mktemp("qat")
-    res = retrain(str(zm.path), x, labels=y, eval_data=xe, eval_labels=ye, per_tensor=True, epochs=1,
+    res = retrain(str(zm.path), x, labels=y, eval_data=xe, eval_labels=ye, per_tensor=True, weight_bits=4, epochs=1,
                   batch_size=64, lr=1e-3, output=out, progress=False)
     return res, out, xe, ye
 
@@ -114,28 +115,39 @@ def test_qat_recovers_what_ptq_lost(trained):
     ptq = (run(res.ptq.deploy_model, xe).argmax(1) == ye).mean()
     dep = run(res.result.deploy_model, xe).argmax(1)
     fq = run(res.result.fake_quant_model, xe).argmax(1)
-    # measured on 1,000 test images after 63 steps on 4,000: fp32 93.0%, PTQ 61-64%, QAT 90-91%
-    assert ptq < fp - 0.15
-    assert (dep == ye).mean() >= fp - 0.04 and (dep == ye).mean() >= ptq + 0.2
+    # measured on 1,000 test images after 63 steps on 4,000: fp32 93.5%, PTQ 86.2%, QAT 92.4%
+    assert ptq < fp - 0.05
+    assert (dep == ye).mean() >= fp - 0.025 and (dep == ye).mean() >= ptq + 0.04
     assert (dep == fq).mean() >= 0.995
     assert res.history[-1]["eval_top1"] == pytest.approx((dep == ye).mean(), abs=0.01)
 
 
-def test_train_what_you_deploy(trained):
-    """The guard ran in the forward pass: the deploy model's integer weights are the trained ones, every
-    pair already within the limit, and the deploy-time guard moved nothing."""
-    res, out, xe, ye = trained
-    assert res.result.plan.guard == "pairs"
+@pytest.mark.parametrize("guard", ["always", "pairs"])
+def test_train_what_you_deploy(fmnist, guard):
+    """8-bit per-tensor weights, whose pairs could saturate CPUs without VNNI. The default guard stores those
+    layers as uint8 (zero point 128): the deploy integers are the trained ones, nothing moved. The ``pairs`` guard
+    runs in the forward pass: every trained pair is already within the limit and the deploy-time guard moves
+    nothing."""
+    (x, y), _ = fmnist
+    zm = zoo.load("fmnist-resnet")
+    cfg = an.QuantConfig(saturation_guard=guard, min_output_sqnr_db=None)
+    res = retrain(str(zm.path), x[:640], labels=y[:640], per_tensor=True, config=cfg, batch_size=64, progress=False)
     rep = res.result.report()
+    assert res.result.plan.guard == ("uint8" if guard == "always" else "pairs")
     assert rep["saturation_guard"]["pairs_adjusted"] == 0
     from amct_nb.ops import OPS
 
-    idx = res.result.prepared.model.graph
-    nodes = {n.name: n for n in idx.node}
+    nodes = {n.name: n for n in res.result.prepared.model.graph.node}
+    over = set()
     for name, lq in res.result.plan.layers.items():
         rows = OPS[lq.op_type].kernel_rows(nodes[name], lq.w_q)
-        if rows is not None:
-            assert pairs_over_limit(rows) == 0
+        if rows is not None and pairs_over_limit(rows):
+            over.add(name)
+    assert set(rep["saturation_guard"]["uint8_weight_layers"]) == over
+    assert over if guard == "always" else not over
+    stored = models.weight_ints(res.result.deploy_model)
+    for lq in res.result.plan.layers.values():
+        np.testing.assert_array_equal(stored[lq.weight + "_quantized"], lq.w_q)
 
 
 def test_outputs_log_and_checkpoints(trained):
@@ -166,10 +178,11 @@ def test_distillation_needs_no_labels(fmnist):
     zm = zoo.load("fmnist-resnet")
     with pytest.raises(an.DataError, match="training needs labels.*distill=True"):
         retrain(str(zm.path), x[:128], progress=False)
-    res = retrain(str(zm.path), x[:1000], distill=True, per_tensor=True, batch_size=50, lr=1e-3, progress=False)
+    res = retrain(str(zm.path), x[:1000], distill=True, per_tensor=True, weight_bits=4, batch_size=50, lr=1e-3,
+                  progress=False)
     ptq = (run(res.ptq.deploy_model, xe).argmax(1) == ye).mean()
     dep = (run(res.result.deploy_model, xe).argmax(1) == ye).mean()
-    assert dep >= ptq + 0.1  # measured: PTQ ~62%, 20 steps of distillation ~85%
+    assert dep >= ptq + 0.03  # measured: 4-bit per tensor, PTQ 86.2%, 20 steps of distillation 91.5%
 
 
 def test_four_bit_weights(fmnist):

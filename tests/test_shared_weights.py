@@ -5,6 +5,7 @@ DequantizeLinear, which ONNX Runtime still fuses into one int8 kernel per use.""
 import collections
 import json
 
+import models
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -58,8 +59,9 @@ def test_a_block_applied_three_times_is_int8_with_one_weight(kind, tmp_path):
     assert list(res.plan.layers) == layers and not res.plan.float_layers  # before: all three refused, nothing written
     # one int8 weight, one DequantizeLinear reading it, feeding the three layers
     dep = res.deploy_model
-    w8 = [t for t in dep.graph.initializer if t.data_type == TensorProto.INT8 and tuple(t.dims) == (
-        (32, 32) if kind == "linear" else (8, 8, 3, 3))]
+    shape = (32, 32) if kind == "linear" else (8, 8, 3, 3)
+    w8 = [t for t in dep.graph.initializer
+          if t.data_type in (TensorProto.INT8, TensorProto.UINT8) and tuple(t.dims) == shape]
     assert len(w8) == 1
     dq = [n for n in dep.graph.node if n.op_type == "DequantizeLinear" and n.input[0] == w8[0].name]
     assert len(dq) == 1
@@ -121,10 +123,10 @@ def test_qat_trains_a_shared_weight_as_one_parameter(tmp_path):
     qm = QatModel(res.ptq)
     assert len(qm.graph.params) == 2  # W and b once each (the int32 bias still has a grid per use)
     assert len(qm.weights) == 1
-    w8 = [t for t in res.result.deploy_model.graph.initializer if t.data_type == TensorProto.INT8
+    w8 = [t for t in res.result.deploy_model.graph.initializer if t.data_type in (TensorProto.INT8, TensorProto.UINT8)
           and tuple(t.dims) == (8, 8, 3, 3)]
     assert len(w8) == 1
     scales = {tuple(res.result.record.layers[n].scale_w) for n in ("conv0", "conv1", "conv2")}
     assert len(scales) == 1
-    trained = numpy_helper.to_array(w8[0])
+    trained = models.weight_ints(res.result.deploy_model)[w8[0].name]
     assert not np.array_equal(trained, res.ptq.plan.layers["conv0"].w_q)  # training moved the shared weight

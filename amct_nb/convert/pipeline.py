@@ -33,8 +33,8 @@ __all__ = ["convert_qat", "GUARDS"]
 
 log = logging.getLogger("amct_nb")
 
-#: ``saturation_guard`` values of a conversion ("off" keeps every QAT integer).
-GUARDS = ("off", "auto", "always")
+#: ``saturation_guard`` values of a conversion (all but "pairs" keep every QAT integer).
+GUARDS = ("always", "auto", "off", "pairs")
 #: ``Change.kind`` of a BatchNormalization that prepare left unfolded (amct_nb.passes.fold_bn).
 BN_NOT_FOLDED = "bn_not_folded"
 
@@ -61,13 +61,15 @@ def _observe_qat(source, reading, tensors: list[str], data, progress: bool) -> t
     return Observation({t: obs.stats[src] for t, src in names.items()}, obs.samples), seen[0]
 
 
-def convert_qat(model: ModelLike, *, saturation_guard: str = "off", recalibrate=None, feeds=None,
+def convert_qat(model: ModelLike, *, saturation_guard: str = "always", recalibrate=None, feeds=None,
                 config: QuantConfig | None = None, progress: bool = True) -> ConvertResult:
     """Convert a QAT (fake-quant) or QDQ ONNX model into amct-nb's fake-quant and deploy models.
 
     ``model``: path, bytes or ModelProto (never modified). The QAT model's scales, zero points and
-    integer weights are kept (``saturation_guard="off"``); ``"always"`` moves the weight pairs that
-    x86 int8 kernels without VNNI would saturate on, ``"auto"`` only when this CPU does.
+    integer weights are kept. ``saturation_guard``: ``"always"`` (default) stores the layers whose weight
+    pairs x86 int8 kernels without VNNI would saturate on as uint8 with zero point 128 (same integers,
+    exact on every x86 CPU), ``"auto"`` only when this CPU saturates, ``"off"`` never; ``"pairs"``
+    moves those pairs instead (changes QAT integers).
     ``recalibrate``: calibration data (as for :func:`amct_nb.quantize`) to re-observe the activation
     ranges, keeping the QAT weights. ``feeds``: data on which to compare the converted models'
     outputs with the QAT model's (the recalibration samples are used when not given).
@@ -76,12 +78,12 @@ def convert_qat(model: ModelLike, *, saturation_guard: str = "off", recalibrate=
     if saturation_guard not in GUARDS:
         hint = (": 7-bit weights would re-round the QAT integers" if saturation_guard == "reduce_range" else "")
         raise ConfigError(f"saturation_guard '{saturation_guard}' is not a conversion setting{hint}: use "
-                          f"{', '.join(GUARDS)} ('off' keeps every QAT integer)")
+                          f"{', '.join(GUARDS)} (all but 'pairs' keep every QAT integer)")
     guard, _ = resolve_guard(saturation_guard)
     if guard == "reduce_range":
-        raise NotSupportedError("this CPU's int8 kernels saturate in a pattern the pair guard cannot fix, and 7-bit "
-                                "weights would re-round the QAT integers: use saturation_guard='off' and deploy on a "
-                                "CPU with VNNI")
+        raise NotSupportedError("this CPU's int8 kernels saturate in a pattern neither uint8 weights nor the pair "
+                                "guard fix, and 7-bit weights would re-round the QAT integers: use "
+                                "saturation_guard='off' and deploy on a CPU with VNNI")
     source = load_model(model)
     reading = read_qdq(source)
     reading.model, split = split_wide_biases(reading)

@@ -69,6 +69,7 @@ def saturation_risk(model: onnx.ModelProto, int_weights: dict[str, np.ndarray], 
         "layers_checked": checked,
         "pairs_over_limit": total,
         "pairs_adjusted": plan.pairs_fixed,
+        "uint8_weight_layers": plan.uint8_layers,
         "layers": layers,
         "advice": _advice(sat, total, plan),
     }
@@ -77,15 +78,18 @@ def saturation_risk(model: onnx.ModelProto, int_weights: dict[str, np.ndarray], 
 def _advice(sat: bool, total: int, plan: QuantPlan) -> str:
     if total == 0:
         return "no weight pair can saturate an int8 kernel: the QAT weights are exact on every CPU"
+    if plan.uint8_layers and not plan.pairs_fixed:
+        return (f"{total} weight pair(s) exceed |a|+|b| = 128 in {len(plan.uint8_layers)} layer(s), stored as uint8 "
+                "(zero point 128): the same QAT integers, exact on every x86 CPU (ONNX Runtime's u8 x u8 kernels)")
     if plan.pairs_fixed:
         return (f"{plan.pairs_fixed} pair(s) moved to |a|+|b| <= 128 so that CPUs without VNNI compute them "
                 "exactly (saturation_guard); the QAT scales are kept, so each moved pair loses accuracy: compare the "
-                "outputs (feeds=), and if they suffer, deploy on a CPU with VNNI (saturation_guard='off') or train "
-                "with weights that keep |a|+|b| <= 128")
+                "outputs (feeds=), and if they suffer, use saturation_guard='always' (uint8 weights, the same "
+                "integers)")
     where = ("this CPU's int8 kernels saturate (no VNNI): the deploy model computes them wrongly here"
              if sat else "this CPU does not saturate, but x86 CPUs without VNNI (AVX2 only) would")
-    return (f"{total} weight pair(s) exceed |a|+|b| = 128: {where}; saturation_guard='always' moves them "
-            "(reported as pairs adjusted), 'auto' does so only on a CPU that saturates")
+    return (f"{total} weight pair(s) exceed |a|+|b| = 128: {where}; saturation_guard='always' stores those layers "
+            "as uint8 weights (same integers, exact everywhere), 'auto' does so only on a CPU that saturates")
 
 
 def bias_requantization(model: onnx.ModelProto, plan: QuantPlan, consts: dict[str, QatConst]) -> dict:

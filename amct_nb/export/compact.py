@@ -63,7 +63,7 @@ def _unpack_nodes(name: str, packed: str, shape: tuple, count: int, bits: int, c
 
 def compact_weights(model: onnx.ModelProto, max_levels: int = 32, min_saving: int = 1024
                     ) -> tuple[onnx.ModelProto, int]:
-    """A copy of a deploy ``model`` with every int8 initializer that feeds only DequantizeLinear nodes
+    """A copy of a deploy ``model`` with every int8 (or uint8) initializer that feeds only DequantizeLinear nodes
     and takes at most ``max_levels`` (<= 128) distinct values stored packed (see the module docstring);
     returns (model, number of initializers packed). An initializer stays as it is unless packing saves
     at least ``min_saving`` bytes (the expanding nodes and constants take about 600)."""
@@ -82,7 +82,7 @@ def compact_weights(model: onnx.ModelProto, max_levels: int = 32, min_saving: in
     keep, nodes, consts, packed_count = [], [], {}, 0
     for t in g.initializer:
         ops = users.get(t.name, [])
-        if (t.data_type != onnx.TensorProto.INT8 or t.name in graph_inputs or not ops
+        if (t.data_type not in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8) or t.name in graph_inputs or not ops
                 or any(o != "DequantizeLinear" for o in ops)):
             keep.append(t)
             continue
@@ -95,7 +95,7 @@ def compact_weights(model: onnx.ModelProto, max_levels: int = 32, min_saving: in
         idx = np.searchsorted(levels, a)
         packed, book = f"{t.name}_compact_packed", f"{t.name}_compact_codebook"
         consts[packed] = _pack(idx, bits)
-        consts[book] = levels.astype(np.int8)
+        consts[book] = levels.astype(a.dtype)  # int8, or uint8 q + 128 (the uint8 saturation guard)
         nodes += _unpack_nodes(t.name, packed, a.shape, a.size, bits, book, consts)
         packed_count += 1
     if not packed_count:

@@ -1,7 +1,8 @@
 """The deploy model: standard QDQ ONNX that ONNX Runtime runs with its int8 kernels.
 
 Each quantized activation tensor t becomes ``QuantizeLinear(t) -> DequantizeLinear`` (uint8 or
-int8), each quantized layer reads ``DequantizeLinear(int8 weight, per-channel scales)`` and
+int8), each quantized layer reads ``DequantizeLinear(int8 weight, per-channel scales)`` (uint8
+``q + 128`` with zero point 128 for the layers the ``uint8`` saturation guard picks) and
 ``DequantizeLinear(int32 bias)``. ONNX Runtime fuses these into QLinearConv / QGemm /
 QLinearMatMul / QLinearAdd int8 kernels.
 """
@@ -16,6 +17,7 @@ from ..ir import GraphEdit, fit_ir_version
 from .metadata import stamp
 from .plan import QuantPlan
 from .share import share_identical
+from .weight_only import apply_weight_only
 
 __all__ = ["build_deploy"]
 
@@ -29,9 +31,14 @@ def build_deploy(prepared: onnx.ModelProto, plan: QuantPlan) -> onnx.ModelProto:
         w = lq.weight
         qn, sn, zn, dn = f"{w}_quantized", f"{w}_scale", f"{w}_zero_point", f"{w}_dequantized"
         per_channel = lq.axis is not None
-        ed.initializer(qn, lq.w_q.astype(np.int8))
+        zshape = lq.w_scale.size if per_channel else ()
+        if lq.w_storage == "uint8":  # same values: (q + 128) - 128, for u8 x u8 kernels that cannot saturate
+            ed.initializer(qn, (lq.w_q.astype(np.int16) + 128).astype(np.uint8))
+            ed.initializer(zn, np.full(zshape, 128, np.uint8))
+        else:
+            ed.initializer(qn, lq.w_q.astype(np.int8))
+            ed.initializer(zn, np.zeros(zshape, np.int8))
         ed.initializer(sn, lq.w_scale.astype(np.float32).reshape(-1 if per_channel else ()))
-        ed.initializer(zn, np.zeros(lq.w_scale.size if per_channel else (), np.int8))
         attrs = {"axis": lq.axis} if per_channel else {}
         ed.first([helper.make_node("DequantizeLinear", [qn, sn, zn], [dn], name=f"{w}_DequantizeLinear", **attrs)])
         node.input[lq.weight_index] = dn
@@ -51,6 +58,7 @@ def build_deploy(prepared: onnx.ModelProto, plan: QuantPlan) -> onnx.ModelProto:
                     helper.make_node("DequantizeLinear", [qn, sn, zn], [dn], name=f"{t}_DequantizeLinear")])
         mapping[t] = dn
     ed.redirect(mapping)
+    apply_weight_only(ed, plan, "deploy")
     m = ed.finish()
     share_identical(m)
     stamp(m, "deploy")

@@ -18,6 +18,7 @@ from ..ir import GraphEdit, GraphIndex, fit_ir_version
 from .metadata import stamp
 from .plan import PASS_ACTIVATIONS, QuantPlan
 from .share import share_identical
+from .weight_only import apply_weight_only
 
 __all__ = ["build_fake_quant", "requantized_by"]
 
@@ -74,6 +75,7 @@ def build_fake_quant(prepared: onnx.ModelProto, plan: QuantPlan) -> onnx.ModelPr
     # layers read their input's integer values, every other node the real values
     ed.redirect(layer_mapping, skip=lambda node, i: not (node.name in plan.layers and i == 0))
     ed.redirect(mapping, skip=lambda node, i: node.name in plan.layers and i == 0)
+    apply_weight_only(ed, plan, "fake")
     m = ed.finish()
     share_identical(m)
     stamp(m, "fake_quant")

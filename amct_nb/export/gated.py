@@ -27,7 +27,7 @@ GATES = "amct_nb_gates"
 class Unit:
     """What one gate switches: a layer's weights (``weight_of``) and/or tensor grids."""
 
-    kind: str  # "layer" | "tensor"
+    kind: str  # "layer" | "tensor" | "weight" (a weight-only weight of the plan, ``name`` its initializer)
     name: str
     tensors: tuple[str, ...]
     weight_of: str | None = None
@@ -73,6 +73,18 @@ def build_gated(model: onnx.ModelProto, plan: QuantPlan, units: list[Unit]) -> o
                         helper.make_node("Mul", [f"{p}_d", gu], [f"{p}_gd"], name=f"{p}_Mul"),
                         helper.make_node("Add", [t, f"{p}_gd"], [f"{p}_out"], name=f"{p}_Add")])
             rename[t] = f"{p}_out"
+        if u.kind == "weight":  # weight-only: every reader sees w + g * (dequantized - w)
+            wo = plan.weight_only[u.name]
+            w = numpy_helper.to_array(inits[u.name]).astype(np.float32)
+            p = f"{u.name}_gwo"
+            ed.initializer(f"{p}_delta", (wo.dequantized() - w).astype(np.float32))
+            ed.first([helper.make_node("Mul", [f"{p}_delta", gu], [f"{p}_gd"], name=f"{p}_Mul"),
+                      helper.make_node("Add", [u.name, f"{p}_gd"], [f"{p}_w"], name=f"{p}_Add")])
+            for user in wo.users:
+                node = ed.node(user)
+                for k, name in enumerate(node.input):
+                    if name == u.name:
+                        node.input[k] = f"{p}_w"
         if u.weight_of is not None:
             lq = plan.layers[u.weight_of]
             w = numpy_helper.to_array(inits[lq.weight]).astype(np.float32)

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..reasons import Reason
 
-__all__ = ["TensorQuant", "LayerQuant", "QuantPlan", "PASS_ACTIVATIONS"]
+__all__ = ["TensorQuant", "LayerQuant", "QuantPlan", "WeightOnly", "PASS_ACTIVATIONS"]
 
 #: Activations a quantized output moves past (the runtime drops them when the grid already clips).
 PASS_ACTIVATIONS = ("Relu", "Clip")
@@ -69,6 +69,9 @@ class LayerQuant:
     pairs_fixed: int = 0
     weight_bits: int = 8
     codebook: tuple | None = None  # the levels of non-uniform weights (None: the uniform int8 grid)
+    #: how the deploy model stores ``w_q``: "int8" (zero point 0), or "uint8" as ``w_q + 128`` with
+    #: zero point 128 (the ``uint8`` saturation guard: same values, u8 x u8 kernels that cannot saturate)
+    w_storage: str = "int8"
 
     def dequantized_weight(self) -> np.ndarray:
         """float32 weight exactly as DequantizeLinear computes it."""
@@ -79,13 +82,41 @@ class LayerQuant:
 
 
 @dataclass
+class WeightOnly:
+    """A constant weight stored as int8 (per ``axis`` scales) and dequantized in front of float ops:
+    the fallback ladder's step for a layer whose activations stay float, an embedding table (Gather),
+    or a recurrent layer's weights. ``users``: the nodes that read it; ``kind``: "layer", "embedding"
+    or "recurrent"."""
+
+    weight: str
+    axis: int
+    w_q: np.ndarray
+    w_scale: np.ndarray
+    users: tuple[str, ...]
+    kind: str
+
+    def dequantized(self) -> np.ndarray:
+        """float32 weight exactly as DequantizeLinear computes it."""
+        shape = [1] * self.w_q.ndim
+        shape[self.axis] = -1
+        return (self.w_q.astype(np.float32) * np.asarray(self.w_scale, np.float32).reshape(shape)).astype(np.float32)
+
+
+@dataclass
 class QuantPlan:
     tensors: dict[str, TensorQuant] = field(default_factory=dict)
     layers: dict[str, LayerQuant] = field(default_factory=dict)
     float_layers: dict[str, Reason] = field(default_factory=dict)  # layer -> why it stays float
     float_tensors: dict[str, Reason] = field(default_factory=dict)  # tensor -> why it stays float
     guard: str = "none"
+    #: weight initializer -> its int8 weight-only storage (the fallback ladder, embeddings, recurrent weights)
+    weight_only: dict[str, WeightOnly] = field(default_factory=dict)
 
     @property
     def pairs_fixed(self) -> int:
         return sum(l.pairs_fixed for l in self.layers.values())
+
+    @property
+    def uint8_layers(self) -> list[str]:
+        """Layers whose deploy weights are stored as uint8 (the ``uint8`` saturation guard)."""
+        return [n for n, l in self.layers.items() if l.w_storage == "uint8"]

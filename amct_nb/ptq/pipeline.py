@@ -32,6 +32,7 @@ from ..quant import TensorStats, resolve_guard
 from ..quant.weights import DEFAULT_SCHEME
 from ..reasons import Code, Reason
 from ..record import Record
+from .ladder import choose_weight_only
 from .nuq import uses_nuq
 from .observation import DEFAULT_BATCH_BYTES, Observation, collect_stats
 from .plan import plan_from_record
@@ -187,6 +188,8 @@ def _plan_lines(plan: QuantPlan) -> list[str]:
                      f"{l.pairs_fixed} pair(s) adjusted")
     lines += [f"layer {n} left float: {r}" for n, r in plan.float_layers.items()]
     lines += [f"tensor {n} left float: {r}" for n, r in plan.float_tensors.items()]
+    lines += [f"weight {w} ({wo.kind}, read by {', '.join(wo.users)}): int8 weight-only" for w, wo in
+              plan.weight_only.items()]
     return lines
 
 
@@ -209,6 +212,13 @@ def build(
         d = record_decision(prepared, cfg, record, guard, int_weights)
     lines += d.log
     _require_layers(prepared, d.plan)
+    d.plan.weight_only, ladder = choose_weight_only(prepared.model, prepared.layers, d.plan, cfg,
+                                                    obs.samples if cfg.safety_net else [])
+    if ladder.get("candidates"):
+        d.output_check = {**d.output_check, "weight_only": ladder}
+        lines.append(f"fallback ladder: {len(d.plan.weight_only)} of {ladder['candidates']} float weights stored "
+                     "int8 (weight-only)" + (f"; outputs {ladder['before_sqnr_db']} -> {ladder['after_sqnr_db']} dB"
+                                             if ladder.get("checked") else f" ({ladder.get('skipped')})"))
     fake, deploy = write_models(prepared, d.plan)
     lines += _plan_lines(d.plan)
     out_err = output_errors(prepared.model, fake, obs.samples) if obs.samples else {}

@@ -15,6 +15,7 @@ from ..export import LayerQuant, QuantPlan, TensorQuant
 from ..ir import GraphIndex
 from ..ops import OPS, Layer
 from ..quant import RangeSpec, quantize_bias
+from ..quant.guard import pairs_over_limit
 from ..reasons import Reason
 from ..record import TENSOR_PREFIX, Record
 from .weights import given_weight, layer_weight
@@ -77,6 +78,10 @@ def plan_from_record(
         lq = LayerQuant(l.name, l.op_type, l.activation, l.weight, spec.weight_index, l.bias, spec.bias_index,
                         qw.axis, qw.q, qw.scale, pairs_fixed=qw.pairs_fixed, weight_bits=lc.wts_bits,
                         codebook=qw.codebook)
+        if guard == "uint8" and not signed:  # int8 activations: ORT's s8 x s8 kernels widen, no saturation
+            rows = spec.kernel_rows(idx.node(l.name), qw.q)
+            if rows is not None and pairs_over_limit(rows):
+                lq.w_storage = "uint8"
         if l.bias is not None:
             b = idx.array(l.bias)
             n_out = spec.out_channels(idx.node(l.name), qw.q)

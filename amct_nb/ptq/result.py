@@ -158,8 +158,15 @@ class QuantResult:
 
     @property
     def float_layers(self) -> dict[str, Reason]:
-        """Layers left float, with why (``str(reason)`` is the text)."""
+        """Layers left float, with why (``str(reason)`` is the text); some keep int8 weights
+        (:attr:`weight_only_layers`)."""
         return dict(self.plan.float_layers)
+
+    @property
+    def weight_only_layers(self) -> list[str]:
+        """Float layers whose weights are stored int8 (the fallback ladder's weight-only step)."""
+        users = {u for wo in self.plan.weight_only.values() for u in wo.users}
+        return [n for n in self.plan.float_layers if n in users]
 
     def report(self) -> dict:
         """What was quantized, what stayed float and why, and sizes."""
@@ -189,10 +196,13 @@ class QuantResult:
             "output_error": self.output_errors,
             "output_check": self.output_check,
             "float_layers": _reasons(self.plan.float_layers),
+            "weight_only": {w: {"kind": wo.kind, "users": list(wo.users), "weights": int(wo.w_q.size)}
+                            for w, wo in self.plan.weight_only.items()},
             "quantized_tensors": len(self.plan.tensors),
             "float_tensors": _reasons(self.plan.float_tensors),
             "saturation_guard": {"mode": self.guard, "reason": self.guard_reason,
-                                 "pairs_adjusted": self.plan.pairs_fixed, **platform_report()},
+                                 "pairs_adjusted": self.plan.pairs_fixed, "uint8_weight_layers": self.plan.uint8_layers,
+                                 **platform_report()},
             "prepare": list(self.prepared.notes),
             "size_bytes": {"original": orig, "deploy": dep, "ratio": round(dep / max(orig, 1), 4)},
             **nuq,

@@ -1,26 +1,41 @@
 """The saturation guard: int8 weights that stay exact on CPUs whose u8*s8 kernels saturate.
 
 x86 CPUs without VNNI multiply uint8 activations by int8 weights with ``vpmaddubsw``, which adds
-two neighbouring products into a saturating int16. :func:`pair_guard` keeps every such pair of
-weights within range, :func:`pair_safe_quantize` picks per-channel scales that need few fixes,
-and :func:`resolve_guard` decides, from the config and what :mod:`amct_nb.quant.probe` found on
-this machine, which guard a build uses.
+two neighbouring products into a saturating int16. Two remedies keep the deploy model exact there:
+
+* ``uint8`` (the default, ``saturation_guard="always"``): a layer whose int8 weights hold a pair
+  that could overflow is stored as uint8 ``q + 128`` with zero point 128. The integers, scales and
+  the fake-quant model are exactly those of the unguarded build (no accuracy cost in any mode:
+  per-channel, per-tensor, 4-bit, NUQ, QAT), and ONNX Runtime runs such a layer with its u8 x u8
+  kernels, which widen to 16 bits and never saturate; those are slower than the u8 x s8 ones (up to
+  2x per layer on a CPU with VNNI), so layers without such a pair keep int8 storage and full speed.
+* ``pairs``: int8 weights whose adjacent pairs :func:`pair_guard` keeps within range, with
+  per-channel scales :func:`pair_safe_quantize` picks so that few need fixing (costs accuracy with
+  per-tensor weights, where no scale search helps; kept for runtimes that need int8 weights).
+
+:func:`resolve_guard` decides, from the config and what :mod:`amct_nb.quant.probe` found on this
+machine, which guard a build uses.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .probe import int8_saturates, pair_guard_exact
+from .probe import int8_saturates, pair_guard_exact, uint8_weights_exact
 
 __all__ = ["PAIR_LIMIT", "pair_guard", "pair_safe_quantize", "pairs_over_limit", "resolve_guard", "GUARD_MODES"]
 
 #: ``saturation_guard`` settings of a config.
-GUARD_MODES = ("auto", "always", "reduce_range", "off")
+GUARD_MODES = ("auto", "always", "pairs", "reduce_range", "off")
+
+_SAT = "this CPU's int8 kernels saturate (no VNNI): "
+_UINT8 = "layers with a weight pair that could overflow store uint8 weights (zero point 128), exact on every x86 CPU"
+_PAIRS = "adjacent weight pairs kept within |a|+|b|<=128"
 
 
 def resolve_guard(mode: str) -> tuple[str, str]:
     """(guard, why) for a config's ``saturation_guard`` on this machine; guard is ``"none"``,
+    ``"uint8"`` (store the weights of layers that could saturate as uint8 with zero point 128),
     ``"pairs"`` (adjust the few adjacent weight pairs that could overflow) or ``"reduce_range"``
     (7-bit weights)."""
     sat = int8_saturates()
@@ -28,16 +43,16 @@ def resolve_guard(mode: str) -> tuple[str, str]:
         return "none", "saturation guard turned off" + (" (this CPU's int8 kernels saturate!)" if sat else "")
     if mode == "reduce_range":
         return "reduce_range", "7-bit weights requested (reduce_range)"
-    if sat and not pair_guard_exact():
-        return "reduce_range", "this CPU's int8 kernels saturate in an unknown pattern: 7-bit weights"
+    if mode == "pairs" or (sat and mode in ("always", "auto") and not uint8_weights_exact()):
+        if sat and not pair_guard_exact():
+            return "reduce_range", "this CPU's int8 kernels saturate in an unknown pattern: 7-bit weights"
+        if mode != "pairs":
+            return "pairs", _SAT + "its u8 x u8 kernels are not exact either: " + _PAIRS
+        return "pairs", (_SAT if sat else "portable int8 (no saturation on CPUs without VNNI): ") + _PAIRS
     if mode == "always":
-        return "pairs", (
-            ("this CPU's int8 kernels saturate (no VNNI): " if sat
-             else "portable int8 (no saturation on CPUs without VNNI): ")
-            + "adjacent weight pairs kept within |a|+|b|<=128"
-        )
+        return "uint8", (_SAT if sat else "portable (CPUs without VNNI saturate): ") + _UINT8
     if sat:
-        return "pairs", "this CPU's int8 kernels saturate (no VNNI): adjacent weight pairs kept within |a|+|b|<=128"
+        return "uint8", _SAT + _UINT8
     return "none", "this CPU's int8 kernels do not saturate: weights unchanged"
 
 

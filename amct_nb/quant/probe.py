@@ -16,7 +16,7 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
-__all__ = ["int8_saturates", "pair_guard_exact", "platform_report"]
+__all__ = ["int8_saturates", "pair_guard_exact", "platform_report", "uint8_weights_exact"]
 
 
 def _session(model):
@@ -26,8 +26,17 @@ def _session(model):
     return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
 
 
-def _mm_model(w: np.ndarray) -> onnx.ModelProto:
+def _stored(w: np.ndarray, uint8: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(weight, zero point) as the deploy model stores them: int8 with zero point 0, or uint8
+    ``w + 128`` with zero point 128 (the ``uint8`` saturation guard)."""
+    if uint8:
+        return (w.astype(np.int16) + 128).astype(np.uint8), np.array(128, np.uint8)
+    return w.astype(np.int8), np.array(0, np.int8)
+
+
+def _mm_model(w: np.ndarray, uint8: bool = False) -> onnx.ModelProto:
     K, N = w.shape
+    wq, wz = _stored(w, uint8)
     g = helper.make_graph(
         [
             helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["x"]),
@@ -40,16 +49,17 @@ def _mm_model(w: np.ndarray) -> onnx.ModelProto:
         [
             numpy_helper.from_array(np.array(1.0, np.float32), "xs"),
             numpy_helper.from_array(np.array(0, np.uint8), "xz"),
-            numpy_helper.from_array(w.astype(np.int8), "w"),
+            numpy_helper.from_array(wq, "w"),
             numpy_helper.from_array(np.array(1.0, np.float32), "ws"),
-            numpy_helper.from_array(np.array(0, np.int8), "wz"),
+            numpy_helper.from_array(wz, "wz"),
         ],
     )
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)], ir_version=7)
 
 
-def _conv_model(w: np.ndarray) -> onnx.ModelProto:
+def _conv_model(w: np.ndarray, uint8: bool = False) -> onnx.ModelProto:
     cout, cin, kh, kw = w.shape
+    wq, wz = _stored(w, uint8)
     g = helper.make_graph(
         [
             helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["x"]),
@@ -63,9 +73,9 @@ def _conv_model(w: np.ndarray) -> onnx.ModelProto:
         [
             numpy_helper.from_array(np.array(1.0, np.float32), "xs"),
             numpy_helper.from_array(np.array(0, np.uint8), "xz"),
-            numpy_helper.from_array(w.astype(np.int8), "w"),
+            numpy_helper.from_array(wq, "w"),
             numpy_helper.from_array(np.array(1.0, np.float32), "ws"),
-            numpy_helper.from_array(np.array(0, np.int8), "wz"),
+            numpy_helper.from_array(wz, "wz"),
             numpy_helper.from_array(np.array(512.0, np.float32), "ys"),
             numpy_helper.from_array(np.array(0, np.uint8), "yz"),
         ],
@@ -73,16 +83,16 @@ def _conv_model(w: np.ndarray) -> onnx.ModelProto:
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)], ir_version=7)
 
 
-def _mm_exact(w: np.ndarray) -> bool:
+def _mm_exact(w: np.ndarray, uint8: bool = False) -> bool:
     x = np.full((4, w.shape[0]), 255, np.uint8)
-    got = _session(_mm_model(w)).run(None, {"xq": x})[0]
+    got = _session(_mm_model(w, uint8)).run(None, {"xq": x})[0]
     want = x.astype(np.int64) @ w.astype(np.int64)
     return bool(np.array_equal(got.astype(np.int64), want))
 
 
-def _conv_exact(w: np.ndarray) -> bool:
+def _conv_exact(w: np.ndarray, uint8: bool = False) -> bool:
     x = np.full((1, w.shape[1], 6, 6), 255, np.uint8)
-    got = _session(_conv_model(w)).run(None, {"xq": x})[0][0, :, 3, 3]
+    got = _session(_conv_model(w, uint8)).run(None, {"xq": x})[0][0, :, 3, 3]
     want = np.clip(np.round(255.0 * w.astype(np.int64).sum(axis=(1, 2, 3)) / 512.0), 0, 255)
     return bool(np.array_equal(got.astype(np.int64), want.astype(np.int64)))
 
@@ -119,6 +129,27 @@ def pair_guard_exact() -> bool:
     return True
 
 
+@functools.cache
+def uint8_weights_exact() -> bool:
+    """True when weights stored as uint8 ``q + 128`` with zero point 128 stay exact on this CPU.
+
+    ONNX Runtime multiplies uint8 activations by uint8 weights with 16-bit products summed in int32
+    (no saturating pair sum) and subtracts the zero point's share; the probe uses the weights that
+    saturate the u8 x s8 kernels (127 everywhere, and -127) to check it.
+    """
+    for v in (127, -127):
+        if not _mm_exact(np.full((64, 16), v, np.int8), uint8=True):
+            return False
+    for cin, k in ((16, 1), (16, 3), (3, 3)):
+        cw = np.zeros((8, cin, k, k), np.int8)
+        flat = np.moveaxis(cw, 1, -1).reshape(8, -1)
+        flat[:, :4] = 127  # two saturating pairs in kernel order; 255 * 508 / 512 stays within uint8
+        cw = np.moveaxis(flat.reshape(8, k, k, cin), -1, 1).copy()
+        if not _conv_exact(cw, uint8=True):
+            return False
+    return True
+
+
 def platform_report() -> dict:
     """What the probes found, for logs and reports."""
     sat = int8_saturates()
@@ -126,4 +157,5 @@ def platform_report() -> dict:
         "onnxruntime": ort.__version__,
         "int8_saturates": sat,
         "pair_guard_exact": pair_guard_exact() if sat else True,
+        "uint8_weights_exact": uint8_weights_exact() if sat else True,
     }

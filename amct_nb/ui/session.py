@@ -146,7 +146,8 @@ class Session:
         if not lc.quant_enable:
             return "float (skipped)"
         if self.result is not None and name in self.result.float_layers:
-            return f"float: {self.result.float_layers[name]}"
+            wo = " (int8 weights only)" if name in self.result.weight_only_layers else ""
+            return f"float{wo}: {self.result.float_layers[name]}"
         gran = "per-channel" if lc.channel_wise else "per-tensor"
         if lc.nuq:
             lq = self.result.plan.layers.get(name) if self.result is not None else None
