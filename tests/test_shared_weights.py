@@ -130,3 +130,31 @@ def test_qat_trains_a_shared_weight_as_one_parameter(tmp_path):
     assert len(scales) == 1
     trained = models.weight_ints(res.result.deploy_model)[w8[0].name]
     assert not np.array_equal(trained, res.ptq.plan.layers["conv0"].w_q)  # training moved the shared weight
+
+
+def test_a_weight_used_as_conv_and_reshaped_for_a_matmul():
+    """One initializer read by a Conv and, through a Reshape, by a MatMul (bad input of the issue): the Reshape of
+    a constant is computed at prepare time, so the two uses are separate constants and both layers are int8."""
+    r = np.random.default_rng(0)
+    w = r.normal(0, .3, (8, 8, 1, 1)).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "W"], ["c"], name="conv"),
+             helper.make_node("Relu", ["c"], ["rc"], name="relu"),
+             helper.make_node("GlobalAveragePool", ["rc"], ["p"], name="gap"),
+             helper.make_node("Flatten", ["p"], ["f"], name="flat"),
+             helper.make_node("Reshape", ["W", "shape"], ["W2"], name="wreshape"),
+             helper.make_node("MatMul", ["f", "W2"], ["y"], name="mm")]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8, 6, 6])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 8])],
+                          [numpy_helper.from_array(w, "W"),
+                           numpy_helper.from_array(np.array([8, 8], np.int64), "shape")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    x = r.normal(0, 1, (32, 8, 6, 6)).astype(np.float32)
+    res = an.quantize(m, x, progress=False)
+    assert sorted(res.quantized_layers) == ["conv", "mm"] and not res.float_layers
+    assert any(c.kind == "fold_weight_chains" for c in res.prepared.changes)
+    ints = models.weight_ints(res.deploy_model)
+    np.testing.assert_array_equal(ints[res.plan.layers["mm"].weight + "_quantized"].reshape(-1),
+                                  res.plan.layers["mm"].w_q.reshape(-1))
+    a = make_session(m).run(None, {"x": x})[0]
+    b = make_session(res.deploy_model).run(None, {"x": x})[0]
+    assert 10 * np.log10((a ** 2).sum() / ((a - b) ** 2).sum()) > 30

@@ -6,7 +6,7 @@ prepare a model for quantization, in which order, is :func:`amct_nb.ptq.prepared
 """
 
 from .base import BN_FOLDED, Change, fusion_info
-from .constants import constants_to_initializers
+from .constants import constants_to_initializers, fold_weight_chains
 from .fold_bn import fold_batchnorm
 from .names import name_nodes
 from .noops import remove_noops
@@ -15,5 +15,6 @@ from .pads import fold_pads
 from .shapes import infer_shapes
 from .unshare import WEIGHT_UNSHARED, unshare_weights
 
-__all__ = ["Change", "BN_FOLDED", "fusion_info", "constants_to_initializers", "fold_batchnorm", "name_nodes",
-           "remove_noops", "upgrade_opset", "fold_pads", "infer_shapes", "unshare_weights", "WEIGHT_UNSHARED"]
+__all__ = ["Change", "BN_FOLDED", "fusion_info", "constants_to_initializers", "fold_weight_chains", "fold_batchnorm",
+           "name_nodes", "remove_noops", "upgrade_opset", "fold_pads", "infer_shapes", "unshare_weights",
+           "WEIGHT_UNSHARED"]

@@ -1,4 +1,4 @@
-"""Turn weights held in ``Constant`` nodes into graph initializers."""
+"""Turn weights held in ``Constant`` nodes, or computed from constants by shape ops, into graph initializers."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from onnx import numpy_helper
 
 from .base import Change
 
-__all__ = ["constants_to_initializers"]
+__all__ = ["constants_to_initializers", "fold_weight_chains"]
 
 
 def _constant_value(node: onnx.NodeProto):
@@ -51,3 +51,76 @@ def constants_to_initializers(model: onnx.ModelProto) -> tuple[onnx.ModelProto, 
     g.node.extend(keep)
     # initializers must not be repeated as graph inputs with conflicting info; value_info is harmless
     return out, [Change("constants_to_initializers", f"{len(moved)} Constant node(s) turned into initializers")]
+
+
+#: Shape-only ops computed here when every input is a constant (a weight reshaped or transposed for a MatMul).
+_FOLDABLE = ("Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Identity")
+
+
+def _fold(node: onnx.NodeProto, args: list[np.ndarray]) -> np.ndarray | None:
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    x = args[0]
+    if node.op_type == "Identity":
+        return x
+    if node.op_type == "Transpose":
+        return np.transpose(x, attrs.get("perm"))
+    if node.op_type == "Flatten":
+        ax = attrs.get("axis", 1) % (x.ndim + 1) if x.ndim else 0
+        return x.reshape(int(np.prod(x.shape[:ax], dtype=np.int64)), -1)
+    if node.op_type == "Reshape":
+        shape = [int(v) for v in args[1]]
+        if not attrs.get("allowzero", 0):
+            shape = [x.shape[i] if v == 0 else v for i, v in enumerate(shape)]
+        return x.reshape(shape)
+    axes = args[1] if len(args) > 1 else attrs.get("axes")
+    if node.op_type == "Squeeze":
+        return np.squeeze(x, axis=None if axes is None else tuple(int(a) for a in np.atleast_1d(axes)))
+    if node.op_type == "Unsqueeze" and axes is not None:
+        out_rank = x.ndim + np.size(axes)
+        return np.expand_dims(x, tuple(sorted(int(a) % out_rank for a in np.atleast_1d(axes))))
+    return None
+
+
+def fold_weight_chains(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[Change]]:
+    """Compute Reshape / Transpose / Squeeze / Unsqueeze / Flatten / Identity nodes of the main graph whose
+    inputs are all initializers, and replace their outputs by initializers: a weight reshaped or transposed
+    on its way to a MatMul is then a constant the layer can quantize (and a weight read both as it is and
+    through such a node is no longer shared)."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    g = out.graph
+    graph_io = {o.name for o in g.output} | {i.name for i in g.input}
+    inits = {t.name: t for t in g.initializer}
+    values: dict[str, np.ndarray] = {}
+    keep, folded = [], []
+    for node in g.node:
+        ins = [i for i in node.input if i]
+        if (node.op_type in _FOLDABLE and node.domain in ("", "ai.onnx") and ins and len(node.output) == 1
+                and all(i in inits and i not in graph_io for i in ins) and node.output[0] not in graph_io):
+            try:
+                args = [values.setdefault(i, numpy_helper.to_array(inits[i])) for i in ins]
+                v = _fold(node, args)
+            except (ValueError, TypeError, IndexError):
+                v = None
+            if v is not None:
+                t = numpy_helper.from_array(np.ascontiguousarray(v), node.output[0])
+                g.initializer.append(t)
+                inits[t.name] = t
+                folded.append(node.name or node.output[0])
+                continue
+        keep.append(node)
+    if not folded:
+        return out, []
+    del g.node[:]
+    g.node.extend(keep)
+    used = {i for n in g.node for i in n.input} | graph_io
+    for sub_node in g.node:  # names read inside subgraphs keep their initializers
+        for a in sub_node.attribute:
+            if a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS):
+                used |= {i for sg in ([a.g] if a.type == onnx.AttributeProto.GRAPH else a.graphs)
+                         for n in sg.node for i in n.input}
+    kept_inits = [t for t in g.initializer if t.name in used]
+    del g.initializer[:]
+    g.initializer.extend(kept_inits)
+    return out, [Change("fold_weight_chains", f"{len(folded)} shape op(s) on constants computed into initializers: "
+                                              + ", ".join(folded[:5]) + ("..." if len(folded) > 5 else ""))]

@@ -18,6 +18,7 @@ from ..passes import (
     Change,
     constants_to_initializers,
     fold_batchnorm,
+    fold_weight_chains,
     infer_shapes,
     name_nodes,
     remove_noops,
@@ -62,9 +63,9 @@ class Prepared:
 
 def prepare_passes(cfg: QuantConfig) -> list[Callable[[onnx.ModelProto], tuple[onnx.ModelProto, list[Change]]]]:
     """The passes that prepare a model, in order: unique node names, opset >= 13, Constant weights
-    as initializers, no-op nodes removed, shared weights copied per layer, BatchNorm folded (``do_fusion``),
-    shapes inferred."""
-    steps = [name_nodes, upgrade_opset, constants_to_initializers, remove_noops,
+    as initializers, shape ops on constants computed, no-op nodes removed, shared weights copied per layer,
+    BatchNorm folded (``do_fusion``), shapes inferred."""
+    steps = [name_nodes, upgrade_opset, constants_to_initializers, fold_weight_chains, remove_noops,
              partial(unshare_weights, weight_inputs={k: (s.weight_index, s.bias_index) for k, s in OPS.items()})]
     if cfg.do_fusion:
         steps.append(partial(fold_batchnorm, skip_layers=cfg.skip_fusion_layers))
