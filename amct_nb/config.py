@@ -54,7 +54,7 @@ _ACT_KEYS = ("num_bits", "act_algo", "asymmetric", "percentile", "max_percentile
 _WTS_KEYS = ("num_bits", "wts_algo", "channel_wise", "num_steps", "num_of_iteration")
 _EXT_KEYS = ("default", "layer_type_overrides", "skip_layer_types", "activation_dtype", "saturation_guard",
              "quantize_outputs", "min_input_channels", "safety_net", "min_sqnr_db", "min_channel_snr_db",
-             "min_output_sqnr_db", "weight_only_fallback")
+             "min_output_sqnr_db", "weight_only_fallback", "quantize_activation_matmul")
 #: AMCT's IFMR parameters at the defaults its create_quant_config writes (amct-nb reads ``ifmr`` as its MSE search)
 IFMR_DEFAULTS = {"max_percentile": 0.999999, "min_percentile": 0.999999, "search_range": [0.7, 1.3],
                  "search_step": 0.01}
@@ -257,6 +257,8 @@ class QuantConfig:
     activation_dtype: str = "uint8"
     saturation_guard: str = "always"
     quantize_outputs: bool = True  # Q/DQ on layer outputs so ONNX Runtime can fuse int8 kernels
+    #: MatMul between two activations (attention) in int8 (QLinearMatMul); the safety net checks it
+    quantize_activation_matmul: bool = True
     #: Convolutions with fewer input channels per group than this stay float: the RGB / grey
     #: stem conv of image models, whose int8 kernel in ONNX Runtime is slower than float (a 3x3x3
     #: reduction) and which is the most sensitive layer (AMCT advises not quantizing Cin <= 16).
@@ -360,6 +362,7 @@ class QuantConfig:
             "min_channel_snr_db": self.min_channel_snr_db,
             "min_output_sqnr_db": self.min_output_sqnr_db,
             "weight_only_fallback": self.weight_only_fallback,
+            "quantize_activation_matmul": self.quantize_activation_matmul,
         }
         if self.type_overrides:
             d["amct_nb"]["layer_type_overrides"] = {t: lc.as_dict() for t, lc in self.type_overrides.items()}
@@ -415,6 +418,9 @@ class QuantConfig:
             cfg.min_output_sqnr_db = None if v is None else float(v)
             cfg.weight_only_fallback = _bool(ext.get("weight_only_fallback", cfg.weight_only_fallback), where,
                                              "weight_only_fallback")
+            cfg.quantize_activation_matmul = _bool(ext.get("quantize_activation_matmul",
+                                                           cfg.quantize_activation_matmul), where,
+                                                   "quantize_activation_matmul")
         except (TypeError, ValueError) as e:
             raise ConfigError(
                 f"{where}: a global setting has the wrong type ({e}): compare with a generated config.json"

@@ -1,10 +1,12 @@
 """Patterns of real-world models, each on a small model that has it (issue: real-world ONNX)."""
 
+import collections
 import json
 
 import models
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
@@ -218,7 +220,7 @@ def test_hard_and_smooth_activations(act):
     assert _sqnr_db(run(m, ev)[0], run(res.fake_quant_model, ev)[0]) > 28
 
 
-def test_attention_block_matmul_between_activations_softmax_layernorm():
+def test_attention_block_matmul_between_activations_softmax_layernorm(tmp_path):
     """One transformer block: Q/K/V projections (int8), Q.K^T and P.V between two activations, Softmax,
     residual Add and LayerNormalization (float): the output must stay close, the report must say it all."""
     r = np.random.default_rng(7)
@@ -253,6 +255,19 @@ def test_attention_block_matmul_between_activations_softmax_layernorm():
     rep = res.report()
     assert rep["output_error"]["y"]["cosine"] > 0.995
     assert {l["name"] for l in rep["quantized_layers"]} == set(res.quantized_layers)
+    # Q.K^T and P.V: both inputs and the output on int8 grids; ONNX Runtime runs them as QLinearMatMul, the
+    # Softmax and the LayerNormalization stay float
+    assert {"q", "kt", "p", "v", "s", "ctx"} <= set(res.plan.tensors) and "y" not in res.plan.tensors
+    assert sorted(res.activation_matmuls) == ["context", "scores"] == sorted(rep["int8_activation_matmuls"])
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    so.optimized_model_filepath = str(tmp_path / "opt.onnx")
+    ort.InferenceSession(res.deploy_model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    fused = collections.Counter(n.op_type for n in onnx.load(str(tmp_path / "opt.onnx")).graph.node)
+    assert fused["QLinearMatMul"] >= 6 and fused["Softmax"] == 1, fused  # 4 projections + scores + context
+    assert _sqnr_db(run(res.fake_quant_model, ev)[0], y_q) > 35
+    off = an.quantize(m, feeds, an.QuantConfig(quantize_activation_matmul=False), progress=False)
+    assert not {"kt", "p"} & set(off.plan.tensors)
 
 
 @pytest.mark.parametrize("opset", [9, 10, 12])

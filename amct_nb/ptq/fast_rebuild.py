@@ -22,7 +22,8 @@ __all__ = ["rebuild", "reusable_record"]
 
 #: Global settings whose change always needs a full build.
 _GLOBAL = ("skip_layer_types", "activation_offset", "do_fusion", "skip_fusion_layers", "activation_dtype",
-           "saturation_guard", "quantize_outputs", "type_overrides", "weight_only_fallback")
+           "saturation_guard", "quantize_outputs", "type_overrides", "weight_only_fallback",
+           "quantize_activation_matmul")
 
 
 def reusable_record(previous: QuantResult, config: QuantConfig) -> Record | None:
@@ -55,7 +56,7 @@ def reusable_record(previous: QuantResult, config: QuantConfig) -> Record | None
     for l in on:
         rec.layers[l.name] = previous.record.layers[l.name]
     inputs = {l.activation for l in on}
-    for t in quant_points(p.model, on, config.quantize_outputs):
+    for t in quant_points(p.model, on, config.quantize_outputs, config.quantize_activation_matmul):
         if t in inputs:
             continue
         if t not in scales:

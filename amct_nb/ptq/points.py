@@ -6,7 +6,11 @@ Activation tensors that get QuantizeLinear/DequantizeLinear:
     removes the activation when the quantized range already clips), so ONNX Runtime can fuse
     int8 kernels that also write int8 outputs; graph outputs stay float;
   * the other inputs and the output of an Add/Concat fed by those, so residual additions and
-    concatenations run as int8 (QLinearAdd / QLinearConcat) instead of falling back to float.
+    concatenations run as int8 (QLinearAdd / QLinearConcat) instead of falling back to float;
+  * both inputs and the output of a MatMul between two float activations (attention's Q.K^T and
+    probabilities.V), which ONNX Runtime then runs as QLinearMatMul; Softmax and LayerNormalization
+    around them stay float (their inputs and outputs are dequantized), and the safety net leaves
+    float any of these tensors that quantization destroys (``quantize_activation_matmul``).
 The same list drives the deploy and the fake-quant models, which is why they compute the same
 numbers.
 """
@@ -56,13 +60,29 @@ def select_layers(layers: list[Layer], cfg: QuantConfig,
     return on, off
 
 
-def quant_points(model: onnx.ModelProto, layers: list[Layer], quantize_outputs: bool = True) -> list[str]:
+def _float_tensors(model: onnx.ModelProto) -> set[str]:
+    """Tensors whose inferred type is float32."""
+    g = model.graph
+    return {v.name for v in (*g.value_info, *g.input, *g.output)
+            if v.type.HasField("tensor_type") and v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT}
+
+
+def quant_points(model: onnx.ModelProto, layers: list[Layer], quantize_outputs: bool = True,
+                 activation_matmul: bool = True) -> list[str]:
     """Activation tensors to quantize for the given (enabled) layers, in graph order."""
     idx = GraphIndex(model.graph)
     outputs = set(idx.graph_outputs)
     pts: set[str] = set()
     for l in layers:
         pts.add(l.activation)
+    if quantize_outputs and activation_matmul:
+        floats = _float_tensors(model)
+        for node in model.graph.node:
+            if (node.op_type == "MatMul" and is_default_domain(node) and len(node.input) == 2
+                    and all(i in floats and not idx.is_const(i) for i in node.input)):
+                pts.update(node.input)
+                if node.output[0] not in outputs:
+                    pts.add(node.output[0])
     if quantize_outputs:
         for l in layers:
             t = l.output

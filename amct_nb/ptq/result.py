@@ -163,6 +163,15 @@ class QuantResult:
         return dict(self.plan.float_layers)
 
     @property
+    def activation_matmuls(self) -> list[str]:
+        """MatMul nodes between two activations whose inputs are both on int8 grids (ONNX Runtime runs them as
+        QLinearMatMul); they have no weight, so they are not among :attr:`quantized_layers`."""
+        inits = {t.name for t in self.prepared.model.graph.initializer}
+        return [n.name for n in self.prepared.model.graph.node
+                if n.op_type == "MatMul" and len(n.input) == 2 and not (set(n.input) & inits)
+                and all(i in self.plan.tensors for i in n.input)]
+
+    @property
     def weight_only_layers(self) -> list[str]:
         """Float layers whose weights are stored int8 (the fallback ladder's weight-only step)."""
         users = {u for wo in self.plan.weight_only.values() for u in wo.users}
@@ -196,6 +205,7 @@ class QuantResult:
             "output_error": self.output_errors,
             "output_check": self.output_check,
             "float_layers": _reasons(self.plan.float_layers),
+            "int8_activation_matmuls": self.activation_matmuls,
             "weight_only": {w: {"kind": wo.kind, "users": list(wo.users), "weights": int(wo.w_q.size)}
                             for w, wo in self.plan.weight_only.items()},
             "quantized_tensors": len(self.plan.tensors),

@@ -53,7 +53,7 @@ def record_from_stats(
     signed = cfg.activation_dtype == "int8"
     while True:
         on, off = select_layers(layers, cfg, extra_off)
-        pts = quant_points(model, on, cfg.quantize_outputs)
+        pts = quant_points(model, on, cfg.quantize_outputs, cfg.quantize_activation_matmul)
         # which config decides each tensor's range: its first consuming layer, else its producer
         owner: dict[str, LayerConfig] = {}
         for l in on:

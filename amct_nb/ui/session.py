@@ -140,8 +140,11 @@ class Session:
     def planned(self, name: str) -> str:
         """The layer's setting in words ("int8 mse per-channel", "float: reason")."""
         l = self.layer(name)
+        if self.result is not None and name in self.result.activation_matmuls:
+            return "int8 inputs and output (MatMul between activations: QLinearMatMul)"
         if not l.quantizable:
-            return f"float: {l.reason}"
+            wo = " (int8 weights only)" if self.result is not None and name in self.result.weight_only_layers else ""
+            return f"float{wo}: {l.reason}"
         lc = self.config.for_layer(name, l.op_type)
         if not lc.quant_enable:
             return "float (skipped)"
