@@ -94,6 +94,9 @@ class WeightOnly:
     w_scale: np.ndarray
     users: tuple[str, ...]
     kind: str
+    #: "int8", or "uint8" ``q + 128`` with zero point 128: ONNX Runtime fuses a weight-only layer whose input and
+    #: output are quantized anyway into an int8 kernel, so the saturation guard applies to it too
+    storage: str = "int8"
 
     def dequantized(self) -> np.ndarray:
         """float32 weight exactly as DequantizeLinear computes it."""

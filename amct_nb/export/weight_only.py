@@ -24,9 +24,14 @@ def apply_weight_only(ed: GraphEdit, plan: QuantPlan, form: str) -> None:
     for w, wo in plan.weight_only.items():
         if form == "deploy":
             q, s, z, out = f"{w}_wo_quantized", f"{w}_wo_scale", f"{w}_wo_zero_point", f"{w}_wo_dequantized"
-            ed.initializer(q, wo.w_q.astype(np.int8))
+            n = np.asarray(wo.w_scale).size
+            if wo.storage == "uint8":  # the same values, for u8 x u8 kernels that cannot saturate
+                ed.initializer(q, (wo.w_q.astype(np.int16) + 128).astype(np.uint8))
+                ed.initializer(z, np.full(n, 128, np.uint8))
+            else:
+                ed.initializer(q, wo.w_q.astype(np.int8))
+                ed.initializer(z, np.zeros(n, np.int8))
             ed.initializer(s, np.asarray(wo.w_scale, np.float32).reshape(-1))
-            ed.initializer(z, np.zeros(np.asarray(wo.w_scale).size, np.int8))
             ed.first([helper.make_node("DequantizeLinear", [q, s, z], [out], name=f"{w}_wo_DequantizeLinear",
                                        axis=wo.axis)])
         else:

@@ -25,6 +25,7 @@ from ..export import QuantPlan, Unit, WeightOnly, units_of
 from ..ir import GraphIndex, is_large, subgraphs, walk_nodes
 from ..ops import OPS, Layer
 from ..quant.grid import quantize_weight
+from ..quant.guard import pairs_over_limit
 from ..reasons import Code
 
 __all__ = ["weight_only_candidates", "choose_weight_only", "LADDER_CODES", "LADDER_MARGIN_DB", "CLEAN_DB",
@@ -70,7 +71,7 @@ def weight_only_candidates(model: onnx.ModelProto, layers: list[Layer], plan: Qu
     by_name = {l.name: l for l in layers}
     out: dict[str, WeightOnly] = {}
 
-    def add(w: str, axis: int, kind: str) -> None:
+    def add(w: str, axis: int, kind: str, node: onnx.NodeProto | None = None, op_type: str | None = None) -> None:
         if w in out or w in taken or w in inner or w not in idx.initializers:
             return
         t = idx.initializers[w]
@@ -80,8 +81,13 @@ def weight_only_candidates(model: onnx.ModelProto, layers: list[Layer], plan: Qu
         if not np.all(np.isfinite(a)):
             return
         q, s = quantize_weight(a, axis % a.ndim, bits=8)
+        storage = "int8"
+        if node is not None and plan.guard != "none":  # ONNX Runtime may fuse it into an int8 kernel: guard it
+            rows = OPS[op_type].kernel_rows(node, q)
+            if rows is not None and pairs_over_limit(rows):
+                storage = "uint8"
         out[w] = WeightOnly(w, axis % a.ndim, q.astype(np.int8), np.asarray(s, np.float32).reshape(-1),
-                            tuple(readers.get(w, ())), kind)
+                            tuple(readers.get(w, ())), kind, storage)
 
     for name, why in plan.float_layers.items():
         l = by_name.get(name)
@@ -89,7 +95,7 @@ def weight_only_candidates(model: onnx.ModelProto, layers: list[Layer], plan: Qu
             continue
         node = idx.node(name)
         axis = l.channel_axis if l.channel_axis is not None else OPS[l.op_type].channel_axis(node, idx.array(l.weight))
-        add(l.weight, axis, "layer")
+        add(l.weight, axis, "layer", node, l.op_type)
     for n in model.graph.node:
         if n.op_type == "Gather" and n.input and n.input[0] in idx.initializers:
             axis = next((a.i for a in n.attribute if a.name == "axis"), 0)
