@@ -73,9 +73,9 @@ def _add_config_options(c: argparse.ArgumentParser) -> None:
     c.add_argument("--symmetric", action="store_true", help="symmetric activations (default: asymmetric)")
     c.add_argument("--skip-layers", help="comma-separated layer names to leave float")
     c.add_argument("--saturation-guard", choices=["always", "auto", "pairs", "reduce_range", "off"],
-                   help="always (default): layers that could saturate on x86 CPUs without VNNI store uint8 weights "
-                        "(same values, exact everywhere); auto: only if this CPU saturates; pairs: move weight pairs; "
-                        "reduce_range: 7-bit weights; off")
+                   help="auto (default): if this CPU's int8 kernels saturate (x86 without VNNI), layers that could "
+                        "store uint8 weights (same values, exact); always: do so whatever this CPU is (deploy files "
+                        "for other CPUs); pairs: move weight pairs; reduce_range: 7-bit weights; off")
     c.add_argument("--nuq", "--nuq-steps", dest="nuq", type=int, choices=[16, 32], metavar="STEPS",
                    help="non-uniform weights (AMCT's NUQ): at most STEPS (16 or 32) int8 values per Conv/Gemm/MatMul "
                         "layer (depthwise convolutions stay uniform)")
@@ -401,9 +401,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--prefix", help="name of the output models (default: the model file's stem)")
     v.add_argument("--recalibrate", metavar="DATA",
                    help="re-observe the activation ranges on DATA (images, .npy, .npz); the QAT weights are kept")
-    v.add_argument("--saturation-guard", choices=["always", "auto", "off", "pairs"], default="always",
-                   help="always (default): layers whose weight pairs x86 CPUs without VNNI saturate on store uint8 "
-                        "weights (same QAT integers, exact everywhere); auto: only if this CPU saturates; off; "
+    v.add_argument("--saturation-guard", choices=["always", "auto", "off", "pairs"], default="auto",
+                   help="auto (default): if this CPU saturates (x86 without VNNI), layers whose weight pairs would "
+                        "store uint8 weights (same QAT integers, exact); always: whatever this CPU is; off; "
                         "pairs: move those pairs (changes QAT integers)")
     v.add_argument("--quiet", action="store_true")
     v.add_argument("--debug", action="store_true", help="show tracebacks on errors")

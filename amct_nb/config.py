@@ -233,10 +233,12 @@ class QuantConfig:
     """Global settings, defaults for every layer, and per-layer overrides.
 
     ``saturation_guard``: how to keep int8 kernels exact on CPUs whose u8*s8 dot products
-    saturate (x86 without VNNI). ``"always"`` (default) stores the weights of each layer that
-    could saturate as uint8 with zero point 128: the same integers, so no accuracy cost in any
-    mode, exact on every x86 CPU, those layers run ONNX Runtime's slower u8 x u8 kernels;
-    ``"auto"`` does so only when this CPU saturates (fastest here, not portable); ``"pairs"``
+    saturate (x86 without VNNI). ``"auto"`` (default) probes this CPU: where it saturates, each
+    layer that could stores its weights as uint8 with zero point 128 (the same integers, so no
+    accuracy cost in any mode, run by ONNX Runtime's u8 x u8 kernels, which cannot saturate); where it
+    does not, nothing changes (full speed). ``"always"`` stores them as uint8 whatever this CPU is:
+    deploy files for CPUs you do not know, exact on every x86 CPU, those layers up to ~2x slower on a
+    CPU with VNNI (benchmarks/GUARD.md); ``"pairs"``
     keeps int8 weights and moves the few pairs that could overflow (costs accuracy with
     per-tensor weights); ``"reduce_range"`` uses 7-bit weights; ``"off"`` does nothing.
     See benchmarks/GUARD.md for what each costs.
@@ -255,7 +257,7 @@ class QuantConfig:
     skip_fusion_layers: list[str] = field(default_factory=list)
     batch_num: int = 1
     activation_dtype: str = "uint8"
-    saturation_guard: str = "always"
+    saturation_guard: str = "auto"
     quantize_outputs: bool = True  # Q/DQ on layer outputs so ONNX Runtime can fuse int8 kernels
     #: MatMul between two activations (attention) in int8 (QLinearMatMul); the safety net checks it
     quantize_activation_matmul: bool = True

@@ -118,8 +118,7 @@ def qat_rows(an, rows):
     def load(split, n):
         ds = IDXDataset(FMNIST / f"{split}-images-idx3-ubyte.gz", FMNIST / f"{split}-labels-idx1-ubyte.gz",
                         preset("fashion-mnist"))
-        xs, ys = zip(*(ds[i] for i in range(n)))
-        return np.stack(xs).astype(np.float32), np.array(ys)
+        return np.stack([ds[i][None] for i in range(n)]).astype(np.float32), np.asarray(ds.labels[:n])
 
     (x, y), (xe, ye) = load("train", 4000), load("t10k", 1000)
     zm = zoo.load("fmnist-resnet")

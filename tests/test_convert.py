@@ -380,8 +380,11 @@ def test_saturation_risk_reported_and_guard_optional():
     assert sat["layers"]["conv2"]["pairs_over_limit"] == expect and sat["pairs_adjusted"] == 0
     assert sat["pairs_over_limit"] == sum(v["pairs_over_limit"] for v in sat["layers"].values())
     np.testing.assert_array_equal(off.plan.layers["conv2"].w_q, q2)  # "off" keeps every QAT integer
-    # the default stores conv2 (pairs over the limit) as uint8 q + 128: every QAT integer kept, exact everywhere
-    dflt = convert_qat(src, progress=False)
+    # the default ("auto") guards only where this CPU saturates
+    auto = convert_qat(src, progress=False).report()["conversion"]["saturation"]
+    assert auto["guard"] == ("uint8" if int8_saturates() else "none")
+    # "always" stores conv2 (pairs over the limit) as uint8 q + 128: every QAT integer kept, exact everywhere
+    dflt = convert_qat(src, saturation_guard="always", progress=False)
     sat = dflt.report()["conversion"]["saturation"]
     assert sat["guard"] == "uint8" and sat["pairs_adjusted"] == 0 and "conv2" in sat["uint8_weight_layers"]
     assert "uint8" in sat["advice"]

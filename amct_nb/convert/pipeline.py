@@ -61,15 +61,15 @@ def _observe_qat(source, reading, tensors: list[str], data, progress: bool) -> t
     return Observation({t: obs.stats[src] for t, src in names.items()}, obs.samples), seen[0]
 
 
-def convert_qat(model: ModelLike, *, saturation_guard: str = "always", recalibrate=None, feeds=None,
+def convert_qat(model: ModelLike, *, saturation_guard: str = "auto", recalibrate=None, feeds=None,
                 config: QuantConfig | None = None, progress: bool = True) -> ConvertResult:
     """Convert a QAT (fake-quant) or QDQ ONNX model into amct-nb's fake-quant and deploy models.
 
     ``model``: path, bytes or ModelProto (never modified). The QAT model's scales, zero points and
-    integer weights are kept. ``saturation_guard``: ``"always"`` (default) stores the layers whose weight
-    pairs x86 int8 kernels without VNNI would saturate on as uint8 with zero point 128 (same integers,
-    exact on every x86 CPU), ``"auto"`` only when this CPU saturates, ``"off"`` never; ``"pairs"``
-    moves those pairs instead (changes QAT integers).
+    integer weights are kept. ``saturation_guard``: ``"always"`` stores the layers whose weight pairs x86
+    int8 kernels without VNNI would saturate on as uint8 with zero point 128 (same integers, exact on every
+    x86 CPU), ``"auto"`` (default) only when this CPU saturates, ``"off"`` never; ``"pairs"`` moves those
+    pairs instead (changes QAT integers).
     ``recalibrate``: calibration data (as for :func:`amct_nb.quantize`) to re-observe the activation
     ranges, keeping the QAT weights. ``feeds``: data on which to compare the converted models'
     outputs with the QAT model's (the recalibration samples are used when not given).
