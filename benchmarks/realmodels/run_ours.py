@@ -39,6 +39,10 @@ def run_one(model: catalog.RealModel, n: int = 32) -> dict:
     except an.AmctError as e:
         row.update(valid=False, error=str(e)[:300], time_s=round(time.perf_counter() - t, 1))
         return row
+    except Exception as e:  # a crash inside amct-nb is a finding too: record it, go on with the next model
+        row.update(valid=False, error=f"{type(e).__name__} (not an AmctError): {str(e)[:300]}",
+                   time_s=round(time.perf_counter() - t, 1))
+        return row
     row["time_s"] = round(time.perf_counter() - t, 1)
     dep = res.deploy_model
     try:
@@ -53,12 +57,17 @@ def run_one(model: catalog.RealModel, n: int = 32) -> dict:
     except Exception as e:  # an invalid deploy model is exactly what this measures
         row.update(valid=False, error=f"{type(e).__name__}: {str(e)[:300]}")
         return row
-    chk = model.check(ref, test)
+    try:
+        chk = model.check(ref, test)
+    except Exception as e:  # the check itself failing on the outputs (e.g. NaN) counts as not passing
+        chk = {"metric": "check raised", "value": float("nan"), "passed": False, "detail": f"{type(e).__name__}: {e}"}
     rep = res.report()
+    wo = rep.get("weight_only") or {}
     row.update(
         check_metric=chk["metric"], check_value=round(float(chk["value"]), 4), passed=bool(chk["passed"]),
         detail=chk["detail"][:200], quantized_layers=len(rep["quantized_layers"]),
         float_layers=len(rep["float_layers"]), float_tensors=len(rep["float_tensors"]),
+        weight_only_layers=len({u for v in wo.values() for u in v.get("users", ())}), weight_only_tensors=len(wo),
         unsupported=len(rep["unsupported"]),
         size_mb=round(Path(path).stat().st_size / 1e6, 2), deploy_mb=round(byte_size(dep) / 1e6, 2),
         float_reasons=sorted({r["reason"].split(":")[0][:80] for r in rep["float_tensors"]})[:4],
@@ -97,8 +106,9 @@ def main():
                 "size_mb": round(r.get("size_int8", 0) / 1e6, 2), "time_s": r.get("quantize_seconds", ""),
                 "nothing": r.get("n_quantize_linear", 0) == 0,
             }
-    table = ["| model | task check | amct-nb: valid | amct-nb: check | amct-nb: passes | int8 / float layers | "
-             "output SQNR dB (output check: before, units left float) | size MB fp32 -> amct-nb | amct-nb time s | "
+    table = ["| model | task check | amct-nb: valid | amct-nb: check | amct-nb: passes | "
+             "int8 / weight-only / float layers | output SQNR dB (output check: before, units left float) | "
+             "size MB fp32 -> amct-nb | amct-nb time s | "
              "ORT: valid | ORT: check | ORT: passes | ORT size MB | ORT time s |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -115,7 +125,8 @@ def main():
             oc = f" ({r['output_check_before_db']}, {r.get('output_check_left_float', 0)})"
         table.append(
             f"| {r['name']} | {r.get('check_metric', b.get('check_metric', ''))[:45]} | {r.get('valid')} "
-            f"| {ours_chk} | {r.get('passed', False)} | {r.get('quantized_layers', 0)} / {r.get('float_layers', 0)} "
+            f"| {ours_chk} | {r.get('passed', False)} | {r.get('quantized_layers', 0)} "
+            f"/ {r.get('weight_only_layers', '-')} / {r.get('float_layers', 0)} "
             f"| {r.get('output_sqnr_db', '')}{oc} | {r.get('size_mb', '')} -> {r.get('deploy_mb', '')} "
             f"| {r.get('time_s', '')} | {b.get('valid', '')} | {b_chk} | {b.get('passed', '')} "
             f"| {b.get('size_mb', '')} | {b.get('time_s', '')} |")
@@ -129,7 +140,9 @@ def main():
     head = (f"Produced by `python benchmarks/realmodels/run_ours.py` (calibration: {args.n} feeds, seed 0; "
             f"evaluation: {args.n} other feeds, seed 1; amct-nb default settings); ORT columns from "
             "`benchmarks/realmodels/baseline_ort.py` (BASELINE.json: quantize_static QDQ, per-channel, MinMax). "
-            "Times are wall seconds of one run on this 2-core machine (amct-nb's include its output check).")
+            "Times are wall seconds of one run on this 2-core machine (amct-nb's include its output check). "
+            "Weight-only: layers whose weights are stored int8 while the layer computes in float "
+            "(`report()['weight_only']`); '-' = a row from a run before this column was recorded.")
     (HERE / "OURS.md").write_text("\n".join(["# amct-nb vs ONNX Runtime quantize_static on real third-party models", "",
                                              head, "", summary, "", *table]) + "\n")
     (HERE / "OURS.json").write_text(json.dumps(rows, indent=1) + "\n")

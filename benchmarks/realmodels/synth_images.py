@@ -296,3 +296,60 @@ def _portrait(rng, w, h):
     d.chord([cx - 0.25 * rx, cy + 0.36 * s, cx + 0.25 * rx, cy + 0.5 * s], 180, 360,
             fill=tuple(int(v * .85) for v in lip))
     return img.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.5, 1.5))))
+
+
+def _table_image(rng):
+    """A ruled (sometimes only header/bottom-ruled) table: 2-8 rows x 2-5 columns of words, dates,
+    prices and codes, an optional shaded header row. Returns (PIL RGB image, rows, cols)."""
+    from PIL import Image, ImageDraw
+    rows, cols = int(rng.integers(2, 9)), int(rng.integers(2, 6))
+    size = int(rng.integers(13, 22))
+    font = _font(size)
+    texts = [[_text_string(rng) if rng.random() > 0.1 else "" for _ in range(cols)] for _ in range(rows)]
+    colw = [max(40, max(font.getbbox(texts[r][c])[2] for r in range(rows)) + int(rng.integers(12, 30)))
+            for c in range(cols)]
+    rowh = size + int(rng.integers(10, 22))
+    m = int(rng.integers(6, 30))
+    w, h = sum(colw) + 2 * m, rows * rowh + 2 * m
+    img = Image.new("RGB", (w, h), tuple(int(v) for v in rng.integers(225, 256, 3)))
+    d = ImageDraw.Draw(img)
+    header = rng.random() < 0.6
+    if header:
+        d.rectangle([m, m, w - m, m + rowh], fill=tuple(int(v) for v in rng.integers(170, 230, 3)))
+    line = tuple(int(v) for v in rng.integers(0, 90, 3))
+    full_grid = rng.random() < 0.7
+    for r in range(rows + 1):
+        if full_grid or r in (0, 1, rows):
+            d.line([(m, m + r * rowh), (w - m, m + r * rowh)], fill=line, width=1)
+    if full_grid:
+        x = m
+        for c in range(cols + 1):
+            d.line([(x, m), (x, h - m)], fill=line, width=1)
+            x += colw[c] if c < cols else 0
+    for r in range(rows):
+        x = m
+        for c in range(cols):
+            d.text((x + 6, m + r * rowh + (rowh - size) // 2), texts[r][c], font=font,
+                   fill=(20, 20, 60) if header and r == 0 else (0, 0, 0))
+            x += colw[c]
+    a = np.asarray(img).astype(np.float32) + rng.normal(0, 2, (h, w, 3)).astype(np.float32)
+    return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8)), rows, cols
+
+
+def _salient_scene(rng):
+    """A photo-like scene with one salient object: a smooth low-contrast textured background and
+    either a painted portrait or a saturated outlined blob. Returns (PIL RGB image, object box)."""
+    from PIL import Image, ImageDraw, ImageFilter
+    w, h = int(rng.integers(280, 640)), int(rng.integers(280, 640))
+    base = rng.normal(0, 1, (h // 16 + 2, w // 16 + 2, 3))
+    base = (base - base.min()) / max(float(np.ptp(base)), 1e-6) * 60 + rng.uniform(80, 170)
+    img = Image.fromarray(base.astype(np.uint8)).resize((w, h), Image.BICUBIC)
+    ow, oh = int(w * rng.uniform(0.15, 0.4)), int(h * rng.uniform(0.15, 0.4))
+    x0, y0 = int(rng.integers(0, w - ow)), int(rng.integers(0, h - oh))
+    if rng.random() < 0.5:
+        img.paste(_portrait(rng, ow, oh), (x0, y0))
+    else:
+        col = [int(v) for v in rng.integers(0, 256, 3)]
+        col[int(rng.integers(0, 3))] = 255
+        ImageDraw.Draw(img).ellipse([x0, y0, x0 + ow, y0 + oh], fill=tuple(col), outline=(0, 0, 0), width=3)
+    return img.filter(ImageFilter.GaussianBlur(0.5)), (x0, y0, x0 + ow, y0 + oh)

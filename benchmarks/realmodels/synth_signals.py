@@ -251,3 +251,53 @@ def _sentence(rng) -> list[int]:
             ids += [_COMMA] + [_VOCAB.get(w, 100) for w in str(rng.choice(_EXTRAS)).split()]
         ids.append(_PERIOD)
     return ids
+
+
+# ---------------------------------------------------------------------------
+# noise for speech-quality feeds, and a Kaldi-style fbank (as kaldi-native-fbank computes it)
+# ---------------------------------------------------------------------------
+
+def _noise(rng: np.random.Generator, n: int, kind: int, sr: int = 16000) -> np.ndarray:
+    """Unit-variance noise: 0 white, 1 pink-ish (1/sqrt(f)), 2 mains hum with harmonics,
+    3 babble (three speech-like voices)."""
+    if kind == 1:
+        spec = np.fft.rfft(rng.normal(0, 1, n))
+        spec /= np.sqrt(np.arange(1, len(spec) + 1))
+        w = np.fft.irfft(spec, n)
+    elif kind == 2:
+        t = np.arange(n) / sr
+        w = sum(np.sin(2 * np.pi * 50 * k * t + rng.uniform(0, 6)) / k for k in range(1, 8))
+    elif kind == 3:
+        w = sum(_speech_like(rng, n / sr + 0.01)[:n].astype(np.float64) for _ in range(3))
+    else:
+        w = rng.normal(0, 1, n)
+    return (w / (np.std(w) + 1e-12)).astype(np.float64)
+
+
+def _mel_banks(n_fft: int = 512, n_mels: int = 80, sr: int = 16000, low: float = 20.0) -> np.ndarray:
+    """Kaldi's triangular mel filters (mel = 1127 ln(1 + f/700)) over the first n_fft/2 FFT bins."""
+    def mel(f):
+        return 1127.0 * np.log(1 + np.asarray(f) / 700.0)
+    lo, hi = mel(low), mel(sr / 2)
+    step = (hi - lo) / (n_mels + 1)
+    fm = mel(np.arange(n_fft // 2) * sr / n_fft)
+    w = np.zeros((n_mels, n_fft // 2 + 1))
+    for m in range(n_mels):
+        left, centre, right = lo + m * step, lo + (m + 1) * step, lo + (m + 2) * step
+        w[m, :n_fft // 2] = np.maximum(0, np.minimum((fm - left) / (centre - left), (right - fm) / (right - centre)))
+    return w
+
+
+def _kaldi_fbank(audio: np.ndarray, n_mels: int = 80, sr: int = 16000) -> np.ndarray:
+    """log mel filterbank as kaldi-native-fbank with FunASR's options: 16-bit PCM scale, 25 ms frames
+    every 10 ms (snip_edges), DC removal, pre-emphasis 0.97, Hamming window, 512-point power
+    spectrum, 80 mel bins from 20 Hz, log floored at float32 eps, no dither."""
+    x = np.asarray(audio, np.float64) * 32768.0
+    fl, fs = int(0.025 * sr), int(0.010 * sr)
+    n = 1 + (len(x) - fl) // fs
+    frames = x[np.arange(fl)[None, :] + fs * np.arange(n)[:, None]]
+    frames = frames - frames.mean(1, keepdims=True)
+    frames = np.concatenate([frames[:, :1] * (1 - 0.97), frames[:, 1:] - 0.97 * frames[:, :-1]], 1)
+    frames *= np.hamming(fl)[None, :]
+    power = np.abs(np.fft.rfft(frames, 512)) ** 2
+    return np.log(np.maximum(power @ _mel_banks(512, n_mels, sr).T, np.finfo(np.float32).eps)).astype(np.float32)
