@@ -75,24 +75,16 @@ def build_gated(model: onnx.ModelProto, plan: QuantPlan, units: list[Unit]) -> o
             rename[t] = f"{p}_out"
         if u.kind == "weight":  # weight-only: every reader sees w + g * (dequantized - w)
             wo = plan.weight_only[u.name]
-            w = numpy_helper.to_array(inits[u.name]).astype(np.float32)
-            p = f"{u.name}_gwo"
-            ed.initializer(f"{p}_delta", (wo.dequantized() - w).astype(np.float32))
-            ed.first([helper.make_node("Mul", [f"{p}_delta", gu], [f"{p}_gd"], name=f"{p}_Mul"),
-                      helper.make_node("Add", [u.name, f"{p}_gd"], [f"{p}_w"], name=f"{p}_Add")])
+            gated = _gated_weight(ed, inits[u.name], wo.dequantized(), gu, f"{u.name}_gwo")
             for user in wo.users:
                 node = ed.node(user)
                 for k, name in enumerate(node.input):
                     if name == u.name:
-                        node.input[k] = f"{p}_w"
+                        node.input[k] = gated
         if u.weight_of is not None:
             lq = plan.layers[u.weight_of]
-            w = numpy_helper.to_array(inits[lq.weight]).astype(np.float32)
-            p = f"{lq.name}_gw"
-            ed.initializer(f"{p}_delta", (lq.dequantized_weight() - w).astype(np.float32))
-            ed.first([helper.make_node("Mul", [f"{p}_delta", gu], [f"{p}_gd"], name=f"{p}_Mul"),
-                      helper.make_node("Add", [lq.weight, f"{p}_gd"], [f"{p}_w"], name=f"{p}_Add")])
-            weight_in[lq.name] = (lq.weight_index, f"{p}_w")
+            weight_in[lq.name] = (lq.weight_index,
+                                  _gated_weight(ed, inits[lq.weight], lq.dequantized_weight(), gu, f"{lq.name}_gw"))
     for n in ed.graph.node:
         if n.name in weight_in:
             k, gated_w = weight_in[n.name]
@@ -101,3 +93,12 @@ def build_gated(model: onnx.ModelProto, plan: QuantPlan, units: list[Unit]) -> o
     m = ed.finish(drop_unused=False)  # the chains read the original tensors and weights
     m.graph.input.append(helper.make_tensor_value_info(GATES, onnx.TensorProto.FLOAT, [len(units)]))
     return m
+
+
+def _gated_weight(ed: GraphEdit, init: onnx.TensorProto, dequantized: np.ndarray, gate: str, p: str) -> str:
+    """Nodes computing ``w + gate * (dequantized - w)`` for the weight ``init``; returns the tensor's name."""
+    w = numpy_helper.to_array(init).astype(np.float32)
+    ed.initializer(f"{p}_delta", (dequantized - w).astype(np.float32))
+    ed.first([helper.make_node("Mul", [f"{p}_delta", gate], [f"{p}_gd"], name=f"{p}_Mul"),
+              helper.make_node("Add", [init.name, f"{p}_gd"], [f"{p}_w"], name=f"{p}_Add")])
+    return f"{p}_w"
