@@ -11,7 +11,7 @@ from .ranking import (
     local_ranking,
     output_ranking,
 )
-from .safety import MIN_CHANNEL_SNR_DB, MIN_SQNR_DB, flag_tensors, output_errors, tensor_errors
+from .safety import MIN_CHANNEL_SNR_DB, MIN_SQNR_DB, flag_tensors, output_errors, reference_outputs, tensor_errors
 from .sensitivity import (
     MIN_OUTPUT_SQNR_DB,
     GatedSession,
@@ -27,6 +27,6 @@ __all__ = [
     "OUTPUT_MODES", "SENSITIVITIES", "CosineSimilarity", "MseSensitivity", "SensitivityBase", "local_ranking",
     "output_ranking",
     "channel_snr_db", "cosine", "db", "error_sums", "softmax", "sqnr_db", "topk_accuracy",
-    "MIN_CHANNEL_SNR_DB", "MIN_SQNR_DB", "flag_tensors", "output_errors", "tensor_errors",
+    "MIN_CHANNEL_SNR_DB", "MIN_SQNR_DB", "flag_tensors", "output_errors", "reference_outputs", "tensor_errors",
     "MIN_OUTPUT_SQNR_DB", "GatedSession", "OutputCheck", "fallback_search", "first_samples", "harm_of", "output_check",
 ]

@@ -24,9 +24,12 @@ def db(signal: float, noise: float) -> float:
 
 def sqnr_db(ref: np.ndarray, test: np.ndarray) -> float:
     """SQNR of ``test`` against ``ref`` in dB (computed in float64)."""
-    ref = ref.astype(np.float64)
-    noise = float(((test.astype(np.float64) - ref) ** 2).sum())
-    return db(float((ref**2).sum()), noise)
+    ref = ref.astype(np.float64)  # copies: squared in place below (two float64 arrays at most: big weights)
+    d = test.astype(np.float64)
+    d = np.subtract(d, ref, out=d) if d.shape == np.broadcast_shapes(d.shape, ref.shape) else d - ref
+    noise = float(np.square(d, out=d).sum())
+    del d
+    return db(float(np.square(ref, out=ref).sum()), noise)
 
 
 def channel_snr_db(ref: np.ndarray, test: np.ndarray) -> float:

@@ -25,12 +25,13 @@ import numpy as np
 import onnx
 
 from ..export import QuantPlan
-from ..ir import GraphIndex, lean_options, make_session, with_outputs
+from ..ir import GraphIndex, lean_options, make_session
 from ..quant import fake_quantize, qrange
 from ..reasons import Code, Reason
 from .metrics import channel_snr_db, cosine, db, sqnr_db
 
-__all__ = ["tensor_errors", "flag_tensors", "output_errors", "single_samples", "MIN_SQNR_DB", "MIN_CHANNEL_SNR_DB"]
+__all__ = ["tensor_errors", "flag_tensors", "output_errors", "reference_outputs",
+           "single_samples", "MIN_SQNR_DB", "MIN_CHANNEL_SNR_DB"]
 
 #: A tensor whose own quantization leaves less than this SQNR is kept float.
 MIN_SQNR_DB = 12.0
@@ -98,7 +99,7 @@ def tensor_errors(
     names = list(plan.tensors)
     if not names or not feeds:
         return {}
-    sess = make_session(with_outputs(model, names), options=lean_options())
+    sess = make_session(model, options=lean_options(), outputs=names)
     heads = _heads(model, plan)
     sig = dict.fromkeys(names, 0.0)
     noise = dict.fromkeys(names, 0.0)
@@ -152,15 +153,23 @@ def flag_tensors(errors: dict[str, dict], min_sqnr_db: float = MIN_SQNR_DB,
     return bad
 
 
-def output_errors(float_model: onnx.ModelProto, fake_model: onnx.ModelProto, feeds: list[dict]) -> dict[str, dict]:
-    """End-to-end error of each model output: cosine and SQNR of fake-quant vs float."""
+def reference_outputs(float_model: onnx.ModelProto, feeds: list[dict]) -> tuple[list[str], list]:
+    """The float model's outputs on ``feeds``: (output names, one list of outputs per feed), for
+    :func:`output_errors` (measured before the quantized models exist: one session and its weights at a time)."""
+    a = make_session(float_model, options=lean_options())
+    names = [o.name for o in a.get_outputs()]
+    return names, [a.run(names, f) for f in feeds]
+
+
+def output_errors(float_model: onnx.ModelProto, fake_model, feeds: list[dict], *,
+                  reference: tuple[list[str], list] | None = None) -> dict[str, dict]:
+    """End-to-end error of each model output: cosine and SQNR of fake-quant vs float (``fake_model``: a
+    ModelProto or a :class:`~amct_nb.ir.external.Spill` of one; ``reference``: :func:`reference_outputs`, measured
+    earlier)."""
     if not feeds:
         return {}
-    a = make_session(float_model, options=lean_options())  # one session at a time: big models
-    names = [o.name for o in a.get_outputs()]
-    ra = [a.run(names, f) for f in feeds]
-    del a
-    b = make_session(fake_model, options=lean_options())
+    names, ra = reference if reference is not None else reference_outputs(float_model, feeds)
+    b = make_session(fake_model, options=lean_options())  # one session at a time: big models
     rb = [b.run(names, f) for f in feeds]
     del b
     res = {}

@@ -17,7 +17,7 @@ import math
 
 import onnx
 
-from ..ir import walk_nodes
+from ..ir import keep_only, walk_nodes
 
 __all__ = ["share_identical", "MIN_ELEMENTS"]
 
@@ -54,9 +54,7 @@ def share_identical(model: onnx.ModelProto) -> int:
         return 0
     protected = {i.name for i in g.input} | {o.name for o in g.output}
     rename = {a: b for a, b in rename.items() if a not in protected}
-    keep = [t for t in g.initializer if t.name not in rename]
-    del g.initializer[:]
-    g.initializer.extend(keep)
+    keep_only(g.initializer, lambda t: t.name not in rename)  # in place: the kept weights are not copied
     _rename_inputs(g, rename)
     # DequantizeLinear nodes that now read the same values (weight, scales, zero points): one feeds every user
     inits = {t.name: keys.get(t.name, t.name) for t in g.initializer}
@@ -81,9 +79,7 @@ def share_identical(model: onnx.ModelProto) -> int:
         del g.value_info[:]
         g.value_info.extend(kept)
         used = _read(g) | protected  # the dropped nodes' scales and zero points
-        kept_inits = [t for t in g.initializer if t.name in used]
-        del g.initializer[:]
-        g.initializer.extend(kept_inits)
+        keep_only(g.initializer, lambda t: t.name in used)
     return len(rename)
 
 

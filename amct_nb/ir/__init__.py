@@ -3,8 +3,16 @@
 Nothing here knows about quantization; every other room builds on it.
 """
 
-from .edit import GraphEdit, clone, set_metadata
-from .files import atomic_write_bytes, atomic_write_text, check_output_dir, os_error, output_lock, save_model_file
+from .edit import GraphEdit, clone, keep_only, set_metadata
+from .external import Spill
+from .files import (
+    atomic_write_bytes,
+    atomic_write_text,
+    check_output_dir,
+    os_error,
+    output_lock,
+    save_model_file,
+)
 from .graph import (
     GraphIndex,
     InputSpec,
@@ -22,6 +30,8 @@ from .model import (
     byte_size,
     fit_ir_version,
     is_large,
+    is_not_loaded,
+    light_copy,
     load_model,
     model_opset,
     tensor_elem_types,
@@ -31,11 +41,12 @@ from .model import (
 from .runtime import float_tensors, lean_options, make_session, with_outputs
 
 __all__ = [
-    "GraphEdit", "clone", "set_metadata",
-    "atomic_write_bytes", "atomic_write_text", "check_output_dir", "os_error", "output_lock", "save_model_file",
+    "GraphEdit", "clone", "keep_only", "set_metadata",
+    "Spill", "atomic_write_bytes", "atomic_write_text", "check_output_dir", "os_error", "output_lock",
+    "save_model_file",
     "GraphIndex", "InputSpec", "attr", "input_specs", "is_default_domain", "named_subgraphs", "outer_names",
     "subgraphs", "walk_nodes",
-    "LARGE_MODEL_BYTES", "ModelLike", "byte_size", "fit_ir_version", "is_large", "load_model", "model_opset",
-    "tensor_elem_types", "validate", "without_large_data",
+    "LARGE_MODEL_BYTES", "ModelLike", "byte_size", "fit_ir_version", "is_large", "is_not_loaded", "light_copy",
+    "load_model", "model_opset", "tensor_elem_types", "validate", "without_large_data",
     "float_tensors", "lean_options", "make_session", "with_outputs",
 ]

@@ -14,8 +14,9 @@ import onnx
 from onnx import numpy_helper
 
 from .graph import walk_nodes
+from .model import _has_unknown, copy_fields
 
-__all__ = ["clone", "GraphEdit", "set_metadata"]
+__all__ = ["clone", "GraphEdit", "set_metadata", "keep_only"]
 
 
 def clone(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -62,7 +63,11 @@ class GraphEdit:
                     node.input[i] = mapping[name]
 
     def finish(self, drop_unused: bool = True) -> onnx.ModelProto:
-        """Write the collected nodes and initializers; drop initializers nothing reads any more."""
+        """Write the collected nodes and initializers; drop initializers nothing reads any more.
+
+        When initializers of the copy are dropped, the result is a new model built field by field from
+        what is kept (protobuf frees nothing of a message before the whole message goes: the copy's
+        dropped weights would otherwise stay in memory as long as the result)."""
         g = self.graph
         after = dict(self._after)
         inputs = {i.name for i in g.input} | {t.name for t in g.initializer}
@@ -84,25 +89,50 @@ class GraphEdit:
             emit(node)
         del g.node[:]
         g.node.extend(nodes)
-        g.initializer.extend(self._inits)
-        if drop_unused:
-            _drop_unused_initializers(g)
-        return self.model
+        new, self._inits = self._inits, []
+        if not drop_unused:
+            _append(g, new)
+            return self.model
+        used = {i for n in walk_nodes(g) for i in n.input} | {o.name for o in g.output}
+        dropped = {t.name for t in [*g.initializer, *new] if t.name not in used}
+        new = [t for t in new if t.name in used]
+        if not any(t.name in dropped for t in g.initializer) or _has_unknown(self.model, g):
+            _append(g, new)
+            _drop_unused(g, used, dropped)
+            return self.model
+        out = onnx.ModelProto()  # what is kept, field by field
+        copy_fields(self.model, out, skip=("graph",))
+        copy_fields(g, out.graph, skip=("initializer", "input"))
+        out.graph.input.extend(i for i in g.input if i.name not in dropped)
+        for t in g.initializer:
+            if t.name in used:
+                out.graph.initializer.add().CopyFrom(t)
+        _append(out.graph, new)
+        self.model, self.graph = out, out.graph
+        self._nodes = {n.name: n for n in out.graph.node}
+        return out
 
 
-def _drop_unused_initializers(g: onnx.GraphProto) -> None:
-    """Remove initializers no node (subgraphs included) and no graph output reads, and their
-    entries in ``graph.input`` (old exporters list weights there too)."""
-    used = {i for n in walk_nodes(g) for i in n.input} | {o.name for o in g.output}
-    before = {t.name for t in g.initializer}
-    keep = [t for t in g.initializer if t.name in used]
-    del g.initializer[:]
-    g.initializer.extend(keep)
-    dropped = before - {t.name for t in keep}
-    if dropped:
-        vis = [i for i in g.input if i.name not in dropped]
-        del g.input[:]
-        g.input.extend(vis)
+def _append(g: onnx.GraphProto, tensors: list[onnx.TensorProto]) -> None:
+    """Append ``tensors`` to the graph's initializers, letting each standalone copy go once it is in."""
+    tensors.reverse()
+    while tensors:
+        g.initializer.append(tensors.pop())
+
+
+def keep_only(field, keep) -> None:
+    """Delete in place the elements of a repeated protobuf field for which ``keep(element)`` is false, one by
+    one: clearing the field and adding back what is kept would copy every kept weight (protobuf frees
+    nothing of a message before the whole message goes)."""
+    for i in reversed([i for i, x in enumerate(field) if not keep(x)]):
+        del field[i]
+
+
+def _drop_unused(g: onnx.GraphProto, used: set[str], dropped: set[str]) -> None:
+    """Remove the initializers not in ``used`` and the ``graph.input`` entries named in ``dropped`` (old
+    exporters list weights there too), in place."""
+    keep_only(g.initializer, lambda t: t.name in used)
+    keep_only(g.input, lambda i: i.name not in dropped)
 
 
 def set_metadata(model: onnx.ModelProto, props: dict[str, str], drop_prefix: str | None = None) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import onnx
 
 from ..errors import OutputError
+from .external import save_external, write_serialized
 from .model import is_large
 
 __all__ = ["atomic_write_bytes", "atomic_write_text", "save_model_file", "output_lock", "check_output_dir", "os_error"]
@@ -41,13 +42,18 @@ def atomic_write_bytes(path, data: bytes) -> None:
     Readers see the old file or the complete new one, never a partial one; on any error the
     temporary file is removed and :class:`OutputError` says what happened.
     """
+    _atomic_write(path, lambda f: f.write(data))
+
+
+def _atomic_write(path, write) -> None:
+    """:func:`atomic_write_bytes` with ``write(file)`` writing the content."""
     path = Path(path)
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, _FILE_MODE)  # mkstemp makes 0600: give the file the mode open() would
@@ -67,22 +73,24 @@ def atomic_write_text(path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def save_model_file(model: onnx.ModelProto, path) -> None:
-    """Save a model atomically; models over 2 GB get their weights in ``<name>.data`` beside it."""
+def save_model_file(model: onnx.ModelProto, path, *, weights: onnx.ModelProto | None = None) -> None:
+    """Save a model atomically; models over 2 GB get their weights in ``<name>.data`` beside it.
+
+    ``weights``: the model whose initializers hold the data of ``model``'s left-out ones (``model`` a
+    :func:`~amct_nb.ir.model.light_copy` of it)."""
     path = Path(path)
-    if not is_large(model):
-        atomic_write_bytes(path, model.SerializeToString(deterministic=True))
+    if weights is None and not is_large(model):
+        _atomic_write(path, lambda f: write_serialized(model, f))  # a weight at a time: no copy of the model
         return
     stage = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         data_name = path.name + ".data"
-        copy = onnx.ModelProto()  # saving with external data rewrites the tensors in place
-        copy.CopyFrom(model)
-        onnx.save_model(copy, str(stage / path.name), save_as_external_data=True, all_tensors_to_one_file=True,
-                        location=data_name, size_threshold=1024)
+        save_external(model, stage / path.name, data_name, weights)
         for f in (stage / data_name, stage / path.name):
-            os.chmod(f, _FILE_MODE)
-        os.replace(stage / data_name, path.parent / data_name)
+            if f.exists():
+                os.chmod(f, _FILE_MODE)
+        if (stage / data_name).exists():
+            os.replace(stage / data_name, path.parent / data_name)
         os.replace(stage / path.name, path)
     except OSError as e:
         raise os_error(path, e) from e

@@ -68,6 +68,10 @@ def outer_names(graph: onnx.GraphProto) -> set[str]:
     return used
 
 
+#: Initializer values up to this size are kept by :meth:`GraphIndex.array` for the next call.
+CACHE_BYTES = 16 << 20
+
+
 class GraphIndex:
     """Producer/consumer maps and constant weights of a graph, for read-only queries.
 
@@ -98,9 +102,14 @@ class GraphIndex:
         return name in self.initializers
 
     def array(self, name: str) -> np.ndarray:
-        if name not in self._arrays:
-            self._arrays[name] = numpy_helper.to_array(self.initializers[name])
-        return self._arrays[name]
+        """The value of initializer ``name`` (not to be modified); kept for the next call unless it is over
+        :data:`CACHE_BYTES` (a big weight is read again instead of being held as a second copy of the model)."""
+        a = self._arrays.get(name)
+        if a is None:
+            a = numpy_helper.to_array(self.initializers[name])
+            if a.nbytes <= CACHE_BYTES:
+                self._arrays[name] = a
+        return a
 
     def node(self, name: str) -> onnx.NodeProto:
         """The node called ``name`` (KeyError if none)."""

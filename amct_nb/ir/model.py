@@ -18,6 +18,13 @@ __all__ = [
     "byte_size",
     "is_large",
     "without_large_data",
+    "light_copy",
+    "copy_fields",
+    "raw_nbytes",
+    "tensor_bytes",
+    "NOT_LOADED",
+    "is_not_loaded",
+    "fitted_ir_version",
     "KNOWN_DOMAINS",
     "LARGE_MODEL_BYTES",
     "model_opset",
@@ -44,18 +51,24 @@ def model_opset(model: onnx.ModelProto) -> int:
     return 0
 
 
+def fitted_ir_version(model: onnx.ModelProto) -> int:
+    """The IR version :func:`fit_ir_version` gives ``model`` (its own when nothing needs lowering)."""
+    try:
+        need = onnx.helper.find_min_ir_version_for(list(model.opset_import), ignore_unknown=True)
+    except Exception:  # unknown domain versions: keep what the model says
+        return model.ir_version
+    return max(need, 7) if model.ir_version > need else model.ir_version
+
+
 def fit_ir_version(model: onnx.ModelProto) -> onnx.ModelProto:
     """Lower ``model.ir_version`` to the smallest one its opsets need, when it is higher.
 
     onnx >= 1.21 stamps IR versions that older ONNX Runtime builds refuse to load; the
     smallest IR version that covers the opsets is what every runtime accepts.
     """
-    try:
-        need = onnx.helper.find_min_ir_version_for(list(model.opset_import), ignore_unknown=True)
-    except Exception:  # unknown domain versions: keep what the model says
-        return model
-    if model.ir_version > need:
-        model.ir_version = max(need, 7)
+    v = fitted_ir_version(model)
+    if v != model.ir_version:
+        model.ir_version = v
     return model
 
 
@@ -169,14 +182,61 @@ def validate(proto: onnx.ModelProto) -> None:
 
 
 def byte_size(proto: onnx.ModelProto) -> int:
-    """Serialized size of a model, also over 2 GB (where protobuf's ``ByteSize`` refuses)."""
-    try:
-        return proto.ByteSize()
-    except Exception:  # EncodeError: the message is over protobuf's 2 GB limit
-        # the sum of the parts (+ a few bytes of framing each), without copying the model
-        g = proto.graph
-        parts = [*g.initializer, *g.node, *g.input, *g.output, *g.value_info, *proto.functions, *proto.opset_import]
-        return sum(x.ByteSize() + 8 for x in parts)
+    """Serialized size of a model, also over 2 GB, computed part by part without serializing its big weights
+    (protobuf's ``ByteSize`` serializes the whole message, a transient copy of it, and refuses over 2 GB)."""
+    g = proto.graph
+    if _has_unknown(proto, g):  # fields copy_fields would not see: protobuf's own count
+        try:
+            return proto.ByteSize()
+        except Exception:  # EncodeError: the message is over protobuf's 2 GB limit
+            parts = [*g.initializer, *g.node, *g.input, *g.output, *g.value_info, *proto.functions,
+                     *proto.opset_import]
+            return sum(x.ByteSize() + 8 for x in parts)
+    rest = onnx.GraphProto()
+    copy_fields(g, rest, skip=("initializer",))
+    graph = rest.ByteSize() + sum(_field(tensor_bytes(t)) for t in g.initializer)
+    top = onnx.ModelProto()
+    copy_fields(proto, top, skip=("graph",))
+    return top.ByteSize() + (_field(graph) if proto.HasField("graph") else 0)
+
+
+def _field(n: int) -> int:
+    """Bytes of a length-delimited field of ``n`` bytes with a one-byte tag."""
+    return 1 + max(1, (n.bit_length() + 6) // 7) + n
+
+
+#: Bytes per element of the types whose raw data is one fixed-size value per element.
+_ITEM_BYTES = {onnx.TensorProto.FLOAT: 4, onnx.TensorProto.UINT8: 1, onnx.TensorProto.INT8: 1,
+               onnx.TensorProto.UINT16: 2, onnx.TensorProto.INT16: 2, onnx.TensorProto.INT32: 4,
+               onnx.TensorProto.INT64: 8, onnx.TensorProto.BOOL: 1, onnx.TensorProto.FLOAT16: 2,
+               onnx.TensorProto.DOUBLE: 8, onnx.TensorProto.UINT32: 4, onnx.TensorProto.UINT64: 8,
+               onnx.TensorProto.COMPLEX64: 8, onnx.TensorProto.COMPLEX128: 16, onnx.TensorProto.BFLOAT16: 2}
+
+_BIG = 1 << 16  # raw data from this size on is counted from the tensor's type and dims, not read
+
+
+def raw_nbytes(t: onnx.TensorProto) -> int | None:
+    """``len(t.raw_data)`` (None without raw data), for a big tensor from its type and dims (which the ONNX
+    checker holds the data to): reading ``raw_data`` copies it."""
+    if not t.HasField("raw_data"):
+        return None
+    n = _ITEM_BYTES.get(t.data_type)
+    if n is not None:
+        for d in t.dims:
+            n *= d
+        if n >= _BIG:
+            return n
+    return len(t.raw_data)
+
+
+def tensor_bytes(t: onnx.TensorProto) -> int:
+    """Serialized size of a tensor, without serializing its raw data when it is big (see :func:`raw_nbytes`)."""
+    n = raw_nbytes(t)
+    if n is None or n < _BIG:
+        return t.ByteSize()
+    rest = onnx.TensorProto()
+    copy_fields(t, rest, skip=("raw_data",))
+    return rest.ByteSize() + _field(n)
 
 
 def is_large(proto: onnx.ModelProto) -> bool:
@@ -184,38 +244,99 @@ def is_large(proto: onnx.ModelProto) -> bool:
     return byte_size(proto) >= LARGE_MODEL_BYTES
 
 
+_DATA_FIELDS = ("raw_data", "float_data", "int32_data", "int64_data", "double_data", "uint64_data", "string_data")
+
+#: ``external_data`` location of the weights a light copy leaves out (never a real file: reading one fails).
+NOT_LOADED = "amct-nb-not-loaded.data"
+
+
 def _clear_data(t: onnx.TensorProto) -> None:
-    for f in ("raw_data", "float_data", "int32_data", "int64_data", "double_data", "uint64_data", "string_data"):
+    for f in _DATA_FIELDS:
         t.ClearField(f)
+
+
+def copy_fields(src, dst, skip=()) -> None:
+    """Copy the set fields of protobuf message ``src`` into ``dst`` one by one, except those named in ``skip``
+    (which are not copied at all: no copy of a model's weights just to clear them afterwards)."""
+    for fd, value in src.ListFields():
+        if fd.name in skip:
+            continue
+        if fd.is_repeated:
+            getattr(dst, fd.name).extend(value)
+        elif fd.type == fd.TYPE_MESSAGE:
+            getattr(dst, fd.name).CopyFrom(value)
+        else:
+            setattr(dst, fd.name, value)
+
+
+def _has_unknown(*msgs) -> bool:
+    from google.protobuf import unknown_fields
+
+    return any(len(unknown_fields.UnknownFieldSet(m)) for m in msgs)
+
+
+def light_copy(proto: onnx.ModelProto, strip, *, external: bool = True) -> onnx.ModelProto:
+    """A copy of ``proto`` whose main-graph initializers for which ``strip(tensor)`` holds keep their name,
+    type and dims but no data (with ``external``: marked as external data at :data:`NOT_LOADED`).
+
+    Built field by field: the stripped weights are never copied, so the copy costs memory for what it keeps
+    only (protobuf frees nothing of a message before the whole message goes, so copying a model and
+    clearing its weights would keep them all). Fields this onnx does not know are kept by a full copy."""
+    light = onnx.ModelProto()
+    g = proto.graph
+    cut = [strip(t) for t in g.initializer]
+    if _has_unknown(proto, g, *[t for t, c in zip(g.initializer, cut) if c]):
+        light.CopyFrom(proto)
+        for t, c in zip(light.graph.initializer, cut):
+            if c:
+                _strip(t, external)
+        return light
+    copy_fields(proto, light, skip=("graph",))
+    copy_fields(g, light.graph, skip=("initializer",))
+    for t, c in zip(g.initializer, cut):
+        new = light.graph.initializer.add()
+        if c:
+            copy_fields(t, new, skip=_DATA_FIELDS + (("external_data", "data_location") if external else ()))
+            _strip(new, external)
+        else:
+            new.CopyFrom(t)
+    return light
+
+
+def _strip(t: onnx.TensorProto, external: bool) -> None:
+    _clear_data(t)
+    if external:
+        t.data_location = onnx.TensorProto.EXTERNAL
+        del t.external_data[:]
+        e = t.external_data.add()
+        e.key, e.value = "location", NOT_LOADED
+
+
+def is_not_loaded(t: onnx.TensorProto) -> bool:
+    """Whether ``t`` is a weight a light copy left out (see :func:`light_copy`)."""
+    return (t.data_location == onnx.TensorProto.EXTERNAL
+            and any(e.key == "location" and e.value == NOT_LOADED for e in t.external_data))
 
 
 def _without_data(proto: onnx.ModelProto) -> onnx.ModelProto:
     """A light copy for structural checks (the checker without shape inference): every embedded
-    initializer becomes an empty tensor of the same type and rank."""
-    light = onnx.ModelProto()
-    light.CopyFrom(proto)
-    for t in light.graph.initializer:
-        if t.data_location == onnx.TensorProto.EXTERNAL or not len(t.dims) or t.ByteSize() < (1 << 20):
-            continue
-        _clear_data(t)
-        t.dims[0] = 0
+    initializer of 1 MB or more becomes an empty tensor of the same type and rank."""
+    def big(t):
+        return t.data_location != onnx.TensorProto.EXTERNAL and len(t.dims) > 0 and tensor_bytes(t) >= (1 << 20)
+
+    cut = [big(t) for t in proto.graph.initializer]
+    light = light_copy(proto, big, external=False)
+    for t, c in zip(light.graph.initializer, cut):
+        if c:
+            t.dims[0] = 0
     return light
 
 
 def without_large_data(proto: onnx.ModelProto, threshold: int = 1 << 20) -> onnx.ModelProto:
     """A copy whose initializers over ``threshold`` bytes keep their type and dims but point to
-    external data that is never read: for shape inference of models over 2 GB."""
-    light = onnx.ModelProto()
-    light.CopyFrom(proto)
-    for t in light.graph.initializer:
-        if t.data_location == onnx.TensorProto.EXTERNAL or t.ByteSize() < threshold:
-            continue
-        _clear_data(t)
-        t.data_location = onnx.TensorProto.EXTERNAL
-        del t.external_data[:]
-        e = t.external_data.add()
-        e.key, e.value = "location", "amct-nb-not-loaded.data"
-    return light
+    external data that is never read (:data:`NOT_LOADED`): for shape inference and sessions of models
+    over 2 GB. Copied field by field (:func:`light_copy`): the big weights are never copied."""
+    return light_copy(proto, lambda t: t.data_location != onnx.TensorProto.EXTERNAL and tensor_bytes(t) >= threshold)
 
 
 def tensor_elem_types(model: onnx.ModelProto) -> dict[str, int]:

@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 import onnx
 import onnxruntime as ort
 from onnx import helper, numpy_helper
 
 from ..errors import ModelError
-from .model import fit_ir_version, is_large, tensor_elem_types, without_large_data
+from .external import Spill
+from .model import fit_ir_version, fitted_ir_version, is_large, tensor_elem_types, without_large_data
 
 __all__ = ["make_session", "lean_options", "with_outputs", "float_tensors"]
 
 
-def make_session(model: onnx.ModelProto, *, threads: int | None = None, optimize: bool = True,
-                 options: ort.SessionOptions | None = None) -> ort.InferenceSession:
-    """An ONNX Runtime CPU session for a ModelProto (errors become ModelError)."""
+def make_session(model: onnx.ModelProto | Spill, *, threads: int | None = None, optimize: bool = True,
+                 options: ort.SessionOptions | None = None, outputs: list[str] | None = None) -> ort.InferenceSession:
+    """An ONNX Runtime CPU session for a ModelProto, or a model written out as a :class:`~amct_nb.ir.external.Spill`
+    (errors become ModelError); ``outputs``: tensors it also outputs (as :func:`with_outputs`).
+
+    A model over 2 GB goes to ONNX Runtime through a temporary file (a Spill: graph and weights written one
+    weight at a time, removed once the session has them): ONNX Runtime maps the weights from it, so the
+    session holds no second copy of them in the process's own memory; where the file cannot be written,
+    ONNX Runtime copies them from numpy arrays."""
     so = options or ort.SessionOptions()
     if threads:
         so.intra_op_num_threads = threads
@@ -23,26 +32,32 @@ def make_session(model: onnx.ModelProto, *, threads: int | None = None, optimize
     if not optimize:
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     try:
+        if isinstance(model, Spill):
+            so.add_session_config_entry("session.disable_prepacking", "1")
+            return ort.InferenceSession(str(model.path), so, providers=["CPUExecutionProvider"])
         if not is_large(model):
-            m = onnx.ModelProto()
-            m.CopyFrom(model)
-            fit_ir_version(m)
+            m = model
+            if outputs or fitted_ir_version(model) != model.ir_version:  # else serialized as it is: no copy
+                m = onnx.ModelProto()
+                m.CopyFrom(model)
+                _add_outputs(m, outputs or [])
+                fit_ir_version(m)
             return ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
-        # over 2 GB: the graph goes in without its big weights, which ONNX Runtime takes straight
-        # from numpy (no copy of the model on disk, no second serialization)
+        # over 2 GB: the graph without its big weights (a light copy, field by field)
         m = without_large_data(model)
+        _add_outputs(m, outputs or [])
         fit_ir_version(m)
-        big = {t.name for t in m.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL}
-        names, arrays = [], []
-        for t in model.graph.initializer:
-            if t.name in big:
-                names.append(t.name)
-                arrays.append(np.require(numpy_helper.to_array(t), requirements="C"))  # keeps 0-d shapes
-        values = [ort.OrtValue.ortvalue_from_numpy(a) for a in arrays]  # views: the arrays must outlive them
-        so.add_external_initializers(names, values)
         so.add_session_config_entry("session.disable_prepacking", "1")  # no second copy of the weights
-        sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
-        sess._amct_nb_weights = (arrays, values)  # the session reads them: keep them alive with it
+        try:
+            spill = Spill(m, weights=model)
+        except OSError:
+            return _session_from_arrays(model, m, so)
+        try:
+            sess = ort.InferenceSession(str(spill.path), so, providers=["CPUExecutionProvider"])
+        finally:
+            spill.close()  # the session has mapped the weights (on Windows the files go with the session)
+        if spill.folder.exists():
+            weakref.finalize(sess, spill.close)
         return sess
     except Exception as e:
         msg = str(e).strip().splitlines()[-1] if str(e).strip() else repr(e)
@@ -50,6 +65,22 @@ def make_session(model: onnx.ModelProto, *, threads: int | None = None, optimize
             f"ONNX Runtime cannot load the model: {msg}. Check that the model runs in onnxruntime "
             f"{ort.__version__} (python -c \"import onnxruntime as o; o.InferenceSession('model.onnx')\")"
         ) from e
+
+
+def _session_from_arrays(model: onnx.ModelProto, light: onnx.ModelProto,
+                         so: ort.SessionOptions) -> ort.InferenceSession:
+    """A session of ``light`` (a light copy of ``model``) whose big weights ONNX Runtime copies from numpy."""
+    big = {t.name for t in light.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL}
+    names, arrays = [], []
+    for t in model.graph.initializer:
+        if t.name in big:
+            names.append(t.name)
+            arrays.append(np.require(numpy_helper.to_array(t), requirements="C"))  # keeps 0-d shapes
+    values = [ort.OrtValue.ortvalue_from_numpy(a) for a in arrays]  # views: the arrays must outlive them
+    so.add_external_initializers(names, values)
+    sess = ort.InferenceSession(light.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    sess._amct_nb_weights = (arrays, values)  # the options may still refer to them: keep them alive with it
+    return sess
 
 
 def lean_options() -> ort.SessionOptions:
@@ -71,13 +102,20 @@ def float_tensors(model: onnx.ModelProto) -> list[str]:
 
 
 def with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
-    """A copy of the model that also outputs ``names`` (float32 tensors)."""
+    """A copy of the model that also outputs ``names`` (float32 tensors); for a session,
+    ``make_session(model, outputs=names)`` does the same without copying a large model's weights."""
     m = onnx.ModelProto()
     m.CopyFrom(model)
+    _add_outputs(m, names)
+    return m
+
+
+def _add_outputs(m: onnx.ModelProto, names: list[str]) -> None:
+    if not names:
+        return
     have = {o.name for o in m.graph.output}
     types = tensor_elem_types(m)
     for n in names:
         if n not in have:
             m.graph.output.append(helper.make_tensor_value_info(n, types.get(n, onnx.TensorProto.FLOAT), None))
             have.add(n)
-    return m

@@ -1,7 +1,8 @@
 """Graph rewrites: pure ``ModelProto -> (ModelProto, changes)`` functions, one per module.
 
-Every pass copies its input (the caller's model is never modified) and returns the new model
-with a list of :class:`~amct_nb.passes.base.Change` (empty when nothing applied). Which passes
+No pass modifies its input (the caller's model is never modified): it returns a new model with a list
+of :class:`~amct_nb.passes.base.Change`, or, for the passes of :func:`~amct_nb.ptq.prepared.prepare_passes`
+when nothing applies, the input itself with no changes (no copy: copy it before editing it). Which passes
 prepare a model for quantization, in which order, is :func:`amct_nb.ptq.prepared.prepare_passes`.
 """
 

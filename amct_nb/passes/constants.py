@@ -6,6 +6,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from ..ir import keep_only
 from .base import Change
 
 __all__ = ["constants_to_initializers", "fold_weight_chains"]
@@ -26,12 +27,22 @@ def _constant_value(node: onnx.NodeProto):
     return None  # sparse_value / string values: left alone
 
 
+def _movable(node: onnx.NodeProto, graph_outputs: set[str]) -> bool:
+    """A Constant node of a value :func:`_constant_value` reads, not a graph output."""
+    return (node.op_type == "Constant" and node.domain in ("", "ai.onnx") and node.output[0] not in graph_outputs
+            and any(a.name in ("value", "value_float", "value_floats", "value_int", "value_ints")
+                    for a in node.attribute))
+
+
 def constants_to_initializers(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[Change]]:
     """Move every ``Constant`` node of the main graph into ``graph.initializer``.
 
     Weights exported as Constant nodes (tf2onnx, old PyTorch, hand-built graphs) then look like
     every other weight, so they are found, quantized and stored as int8 like the rest.
     """
+    outputs = {o.name for o in model.graph.output}
+    if not any(_movable(n, outputs) for n in model.graph.node):
+        return model, []
     out = onnx.ModelProto()
     out.CopyFrom(model)
     g = out.graph
@@ -86,17 +97,25 @@ def fold_weight_chains(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[Ch
     inputs are all initializers, and replace their outputs by initializers: a weight reshaped or transposed
     on its way to a MatMul is then a constant the layer can quantize (and a weight read both as it is and
     through such a node is no longer shared)."""
+    def foldable(node, inits, graph_io):
+        ins = [i for i in node.input if i]
+        return (node.op_type in _FOLDABLE and node.domain in ("", "ai.onnx") and ins and len(node.output) == 1
+                and all(i in inits and i not in graph_io for i in ins) and node.output[0] not in graph_io)
+
+    g = model.graph
+    graph_io = {o.name for o in g.output} | {i.name for i in g.input}
+    names = {t.name for t in g.initializer}
+    if not any(foldable(n, names, graph_io) for n in g.node):  # nothing to compute: no copy
+        return model, []
     out = onnx.ModelProto()
     out.CopyFrom(model)
     g = out.graph
-    graph_io = {o.name for o in g.output} | {i.name for i in g.input}
     inits = {t.name: t for t in g.initializer}
     values: dict[str, np.ndarray] = {}
     keep, folded = [], []
     for node in g.node:
         ins = [i for i in node.input if i]
-        if (node.op_type in _FOLDABLE and node.domain in ("", "ai.onnx") and ins and len(node.output) == 1
-                and all(i in inits and i not in graph_io for i in ins) and node.output[0] not in graph_io):
+        if foldable(node, inits, graph_io):
             try:
                 args = [values.setdefault(i, numpy_helper.to_array(inits[i])) for i in ins]
                 v = _fold(node, args)
@@ -119,8 +138,6 @@ def fold_weight_chains(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[Ch
             if a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS):
                 used |= {i for sg in ([a.g] if a.type == onnx.AttributeProto.GRAPH else a.graphs)
                          for n in sg.node for i in n.input}
-    kept_inits = [t for t in g.initializer if t.name in used]
-    del g.initializer[:]
-    g.initializer.extend(kept_inits)
+    keep_only(g.initializer, lambda t: t.name in used)  # in place: the kept weights are not copied
     return out, [Change("fold_weight_chains", f"{len(folded)} shape op(s) on constants computed into initializers: "
                                               + ", ".join(folded[:5]) + ("..." if len(folded) > 5 else ""))]

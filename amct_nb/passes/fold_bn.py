@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from ..ir import GraphIndex, attr
+from ..ir import GraphIndex, attr, keep_only
 from .base import BN_FOLDED, Change
 
 __all__ = ["fold_batchnorm", "FOLDABLE"]
@@ -57,8 +57,14 @@ def fold_batchnorm(model: onnx.ModelProto, skip_layers=()) -> tuple[onnx.ModelPr
     """Fold each foldable BatchNormalization into its producer; returns (model, notes).
 
     Each fold is a :class:`Change` of kind ``BN_FOLDED`` (``node``: the BatchNormalization,
-    ``target``: the layer), each refusal one of kind ``"bn_not_folded"`` with the reason.
+    ``target``: the layer), each refusal one of kind ``"bn_not_folded"`` with the reason. A model with no
+    BatchNormalization after such a layer is returned itself.
     """
+    made = {o: n for n in model.graph.node for o in n.output if o}
+    if not any(bn.op_type == "BatchNormalization" and bn.domain in ("", "ai.onnx") and bn.input
+               and bn.input[0] in made and made[bn.input[0]].op_type in FOLDABLE
+               and made[bn.input[0]].domain in ("", "ai.onnx") for bn in model.graph.node):
+        return model, []
     out = onnx.ModelProto()
     out.CopyFrom(model)
     g = out.graph
@@ -126,10 +132,8 @@ def fold_batchnorm(model: onnx.ModelProto, skip_layers=()) -> tuple[onnx.ModelPr
     del g.node[:]
     g.node.extend(keep)
     used = {i for n in g.node for i in n.input} | {o.name for o in g.output}
-    inits = [t for t in g.initializer if t.name not in new_inits and t.name in used]
-    inits += [new_inits[k] for k in sorted(new_inits)]
-    del g.initializer[:]
-    g.initializer.extend(inits)
+    keep_only(g.initializer, lambda t: t.name not in new_inits and t.name in used)  # in place: no copy
+    g.initializer.extend(new_inits[k] for k in sorted(new_inits))
     # value_info of the folded layers' old outputs is stale now
     stale = {vi.name for vi in g.value_info} - {o for n in g.node for o in n.output}
     keep_vi = [vi for vi in g.value_info if vi.name not in stale]

@@ -21,12 +21,21 @@ def _is_noop(node: onnx.NodeProto) -> bool:
     return False
 
 
+def _removable(node: onnx.NodeProto, graph_outputs: set[str], used: set[str]) -> bool:
+    return _is_noop(node) and node.output[0] not in graph_outputs and not (
+        len(node.output) > 1 and node.output[1] in used | graph_outputs)
+
+
 def remove_noops(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[Change]]:
     """Bypass Identity and inference-mode Dropout nodes of the main graph.
 
     A no-op whose output is a graph output is kept (renaming graph outputs would change the
-    model's interface), and so is a Dropout whose mask output is used.
+    model's interface), and so is a Dropout whose mask output is used; the model itself when nothing goes.
     """
+    outs = {o.name for o in model.graph.output}
+    read = {i for n in model.graph.node for i in n.input}
+    if not any(_removable(n, outs, read) for n in model.graph.node):
+        return model, []
     out = onnx.ModelProto()
     out.CopyFrom(model)
     g = out.graph
@@ -35,9 +44,7 @@ def remove_noops(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[Change]]
     rename: dict[str, str] = {}
     keep, removed = [], 0
     for node in g.node:
-        if _is_noop(node) and node.output[0] not in graph_outputs and not (
-            len(node.output) > 1 and node.output[1] in used | graph_outputs
-        ):
+        if _removable(node, graph_outputs, used):
             src = node.input[0]
             rename[node.output[0]] = rename.get(src, src)
             removed += 1

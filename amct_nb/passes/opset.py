@@ -18,9 +18,7 @@ def upgrade_opset(model: onnx.ModelProto, target: int = MIN_OPSET) -> tuple[onnx
     """Convert the default domain to ``target`` with onnx's version converter when it is lower."""
     have = model_opset(model)
     if have >= target:
-        out = onnx.ModelProto()
-        out.CopyFrom(model)
-        return out, []
+        return model, []
     try:
         out = version_converter.convert_version(model, target)
     except Exception as e:  # the converter raises RuntimeError / ValueError / its own errors

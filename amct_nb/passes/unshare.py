@@ -35,27 +35,32 @@ def _uses(graph: onnx.GraphProto) -> dict[str, int]:
 def unshare_weights(model: onnx.ModelProto, weight_inputs: dict[str, tuple]) -> tuple[onnx.ModelProto, list[Change]]:
     """Copy each initializer that only layers read (``weight_inputs``: op type -> (weight input index, bias
     input index or None)), and more than one of them, so every layer reads its own; a bias several layers
-    read is copied whoever else reads it. Returns (model, changes)."""
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
-    g = out.graph
+    read is copied whoever else reads it. Returns (model, changes): the model itself when no weight is shared."""
+    g = model.graph
     inits = {t.name: t for t in g.initializer}
-    readers: dict[tuple[str, bool], list[tuple[onnx.NodeProto, int]]] = {}
-    for node in g.node:
+    readers: dict[tuple[str, bool], list[tuple[int, int]]] = {}
+    for k, node in enumerate(g.node):
         spec = weight_inputs.get(node.op_type)
         if spec is None or node.domain not in ("", "ai.onnx"):
             continue
         for is_bias, i in enumerate(spec):
             if i is not None and len(node.input) > i and node.input[i] in inits:
-                readers.setdefault((node.input[i], bool(is_bias)), []).append((node, i))
+                readers.setdefault((node.input[i], bool(is_bias)), []).append((k, i))
     uses = _uses(g)
     outputs = {o.name for o in g.output}
+    shared = {key: nodes for key, nodes in readers.items() if len(nodes) >= 2 and key[0] not in outputs
+              and (key[1] or uses.get(key[0], 0) == len(nodes))}
+    if not shared:
+        return model, []
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    g = out.graph
+    inits = {t.name: t for t in g.initializer}
     taken = set(inits) | {o for n in g.node for o in n.output} | {i.name for i in g.input}
     changes = []
-    for (w, is_bias), nodes in readers.items():
-        if len(nodes) < 2 or w in outputs or (not is_bias and uses.get(w, 0) != len(nodes)):
-            continue
-        for k, (node, idx) in enumerate(nodes[1:], 2):
+    for (w, is_bias), nodes in shared.items():
+        for k, (pos, idx) in enumerate(nodes[1:], 2):
+            node = g.node[pos]
             name, j = f"{w}_use{k}", 0
             while name in taken:
                 j += 1

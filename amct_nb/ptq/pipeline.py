@@ -18,16 +18,17 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 import onnx
 
-from ..analysis import flag_tensors, output_check, output_errors, tensor_errors
+from ..analysis import flag_tensors, output_check, output_errors, reference_outputs, tensor_errors
 from ..config import QuantConfig
 from ..errors import AmctError
 from ..export import QuantPlan, build_deploy, build_fake_quant
-from ..ir import ModelLike, is_large, make_session
+from ..ir import ModelLike, Spill, is_large, is_not_loaded, light_copy, make_session, walk_nodes
 from ..quant import TensorStats, resolve_guard
 from ..quant.weights import DEFAULT_SCHEME
 from ..reasons import Code, Reason
@@ -37,7 +38,7 @@ from .nuq import uses_nuq
 from .observation import DEFAULT_BATCH_BYTES, Observation, collect_stats
 from .plan import plan_from_record
 from .prepared import Prepared, prepare
-from .result import QuantResult, unsupported_ops
+from .result import QuantResult, unsupported_ops, weight_sqnr
 from .scales import record_from_stats
 
 __all__ = ["build", "quantize", "calibrate_record", "record_decision", "write_models", "Decision",
@@ -164,19 +165,67 @@ def _require_layers(prepared: Prepared, plan: QuantPlan) -> None:
     )
 
 
+def _writers_source(model: onnx.ModelProto, plan: QuantPlan) -> onnx.ModelProto:
+    """``model`` without the data of the float weights both writers replace by the plan's integer weights
+    (each read by its layer alone; a light copy, field by field): the writers never copy them."""
+    readers = Counter(i for n in walk_nodes(model.graph) for i in n.input)
+    readers.update(o.name for o in model.graph.output)
+    replaced = {lq.weight for lq in plan.layers.values() if readers[lq.weight] == 1}
+    return light_copy(model, lambda t: t.name in replaced) if replaced else model
+
+
 def write_models(prepared: Prepared, plan: QuantPlan) -> tuple[onnx.ModelProto, onnx.ModelProto]:
     """(fake-quant, deploy) models of the plan; both pass the ONNX checker and the deploy model loads."""
-    fake = build_fake_quant(prepared.model, plan)
-    deploy = build_deploy(prepared.model, plan)
-    for name, m in (("fake-quant", fake), ("deploy", deploy)):
+    src = _writers_source(prepared.model, plan)
+    deploy = _checked("deploy", build_deploy(src, plan))
+    make_session(deploy)  # before the fake-quant model exists: its load and the float weights never meet
+    parked = None
+    if is_large(prepared.model):  # the deploy model waits in a temporary file while the fake-quant one is made
         try:
-            if not is_large(m):
-                onnx.checker.check_model(m)
-        except onnx.checker.ValidationError as e:  # a bug of ours: never write such a file
-            raise AmctError(f"internal error: the {name} model fails the ONNX checker ({str(e).splitlines()[0]}); "
-                            "please report this with the model") from e
-    make_session(deploy)
+            parked = Spill(deploy)
+            del deploy
+        except OSError:
+            pass
+    fake = _checked("fake-quant", build_fake_quant(src, plan))
+    if parked is not None:
+        with parked:
+            deploy = parked.load()
     return fake, deploy
+
+
+def _checked(name: str, m: onnx.ModelProto) -> onnx.ModelProto:
+    if any(is_not_loaded(t) for t in m.graph.initializer):  # a replaced weight that another node reads
+        raise AmctError(f"internal error: the {name} model lost the data of a weight; please report this "
+                        "with the model")
+    try:
+        if not is_large(m):
+            onnx.checker.check_model(m)
+    except onnx.checker.ValidationError as e:  # a bug of ours: never write such a file
+        raise AmctError(f"internal error: the {name} model fails the ONNX checker ({str(e).splitlines()[0]}); "
+                        "please report this with the model") from e
+    return m
+
+
+def _fake_errors(model: onnx.ModelProto, holder: list[onnx.ModelProto], samples: list[dict], ref) -> tuple:
+    """(the fake-quant and deploy models, taken out of ``holder``; the fake-quant model's output errors). Over
+    2 GB, both wait in temporary files during the session (which maps the fake-quant weights from its file)
+    and are read back afterwards, so that the fake-quant weights are in memory once."""
+    fake, deploy = holder
+    holder.clear()
+    if not is_large(fake):
+        return fake, deploy, output_errors(model, fake, samples, reference=ref)
+    parked = []
+    try:
+        parked += [Spill(deploy)]
+        parked += [Spill(fake)]
+    except OSError:  # no room for the files: the session copies the weights
+        for p in parked:
+            p.close()
+        return fake, deploy, output_errors(model, fake, samples, reference=ref)
+    del fake, deploy
+    with parked[0], parked[1]:
+        errors = output_errors(model, parked[1], samples, reference=ref)
+        return parked[1].load(), parked[0].load(), errors
 
 
 def _plan_lines(plan: QuantPlan) -> list[str]:
@@ -212,6 +261,10 @@ def build(
         d = record_decision(prepared, cfg, record, guard, int_weights)
     lines += d.log
     _require_layers(prepared, d.plan)
+    if is_large(prepared.model):  # the cache keeps the plan's integer weights only (a rebuild quantizes again)
+        used = {id(l.w_q) for l in d.plan.layers.values()}
+        for k in [k for k, v in prepared.weight_cache.items() if id(getattr(v, "q", None)) not in used]:
+            del prepared.weight_cache[k]
     d.plan.weight_only, ladder = choose_weight_only(prepared.model, prepared.layers, d.plan, cfg,
                                                     obs.samples if cfg.safety_net else [])
     if ladder.get("candidates"):
@@ -219,9 +272,20 @@ def build(
         lines.append(f"fallback ladder: {len(d.plan.weight_only)} of {ladder['candidates']} float weights stored "
                      "int8 (weight-only)" + (f"; outputs {ladder['before_sqnr_db']} -> {ladder['after_sqnr_db']} dB"
                                              if ladder.get("checked") else f" ({ladder.get('skipped')})"))
+    # the float outputs first: their session and the models' weights are never in memory together
+    ref = reference_outputs(prepared.model, obs.samples) if obs.samples else None
+    wsq = {}
+    if is_large(prepared.model):  # the report's weight SQNR too (a float64 copy of one weight at a time)
+        inits = {t.name: t for t in prepared.model.graph.initializer}
+        wsq = {n: (lq, weight_sqnr(inits[lq.weight], lq)) for n, lq in d.plan.layers.items()}
+        del inits
     fake, deploy = write_models(prepared, d.plan)
     lines += _plan_lines(d.plan)
-    out_err = output_errors(prepared.model, fake, obs.samples) if obs.samples else {}
+    out_err = {}
+    if ref is not None:
+        holder = [fake, deploy]
+        del fake, deploy  # the holder's are the only references: they can wait in files during the session
+        fake, deploy, out_err = _fake_errors(prepared.model, holder, obs.samples, ref)
     n_samples = sum(next(iter(f.values())).shape[0] for f in obs.samples)
     for n, e in out_err.items():
         lines.append(f"output {n}: cosine {e['cosine']:.6f}, SQNR {e['sqnr_db']:.1f} dB vs the float model "
@@ -229,7 +293,7 @@ def build(
     for line in lines:
         log.info("%s", line)
     return QuantResult(prepared, d.config or cfg, d.record, d.plan, obs, fake, deploy, guard, why, lines,
-                       d.tensor_errors, out_err, d.output_check)
+                       d.tensor_errors, out_err, d.output_check, weight_sqnr_db=wsq)
 
 
 def quantize(model: ModelLike, data, config: QuantConfig | None = None, *, progress: bool = True,

@@ -12,7 +12,7 @@ from pathlib import Path
 import onnx
 
 from ..config import QuantConfig
-from ..ir import ModelLike, byte_size, fit_ir_version, is_large, load_model, without_large_data
+from ..ir import ModelLike, byte_size, clone, fit_ir_version, is_large, load_model, without_large_data
 from ..ops import OPS, Layer, find_layers
 from ..passes import (
     Change,
@@ -78,18 +78,20 @@ def prepare(model: ModelLike, config: QuantConfig | None = None) -> Prepared:
     :func:`prepare_passes`, and find its layers."""
     cfg = config or QuantConfig()
     source = str(model) if isinstance(model, (str, os.PathLike)) else None
-    original = load_model(model)
+    original = load_model(model)  # our own copy: the passes return it unchanged when they change nothing
     m, changes = original, []
     for step in prepare_passes(cfg):
         m, c = step(m)
         changes += c
-    fit_ir_version(m)
-    layers = find_layers(m)
     original_bytes = byte_size(original)
     if is_large(original):  # one copy of the weights in memory is enough: keep the original's graph only
-        original = without_large_data(original)
+        original = without_large_data(original)  # a light copy: the full one goes unless it is ``m``
         changes.append(Change("large_model", "model over 2 GB: its weights are kept once in memory (the original's "
                                              "graph is kept without them)"))
+    elif m is original:  # no pass changed anything: the prepared model is edited below, the original is kept
+        m = clone(original)
+    fit_ir_version(m)
+    layers = find_layers(m)
     for c in changes:
         log.info("prepare: %s", c.text)
     return Prepared(original, m, layers, changes, source, original_bytes)

@@ -25,12 +25,14 @@ from ..ir import (
     byte_size,
     check_output_dir,
     clone,
+    is_large,
     named_subgraphs,
     os_error,
     output_lock,
     save_model_file,
     set_metadata,
     walk_nodes,
+    without_large_data,
 )
 from ..ops import OPS
 from ..passes import fusion_info
@@ -40,7 +42,7 @@ from ..record import Record
 from .points import quant_points
 from .prepared import Prepared
 
-__all__ = ["QuantResult", "unsupported_ops", "modified_model_for", "fusion_info_of", "OUTPUT_FILES"]
+__all__ = ["QuantResult", "unsupported_ops", "modified_model_for", "fusion_info_of", "weight_sqnr", "OUTPUT_FILES"]
 
 log = logging.getLogger("amct_nb")
 
@@ -85,12 +87,14 @@ def fusion_info_of(prepared: Prepared) -> dict:
     return {"fusion_info": fusion_info(prepared.changes)}
 
 
-def modified_model_for(p: Prepared, cfg: QuantConfig, config_file, record_file) -> onnx.ModelProto:
+def modified_model_for(p: Prepared, cfg: QuantConfig, config_file, record_file, *,
+                       light: bool = False) -> onnx.ModelProto:
     """AMCT's tmp/modified_model.onnx: the prepared (BN-folded) float model, with the tensors to
     observe, the config/record paths and the fusion info in its metadata, so
     :class:`amct_nb.amct.InferenceSession` can calibrate it and :func:`amct_nb.amct.save_model`
-    can finish the job."""
-    m = clone(p.model)
+    can finish the job. ``light``: without the data of its weights over 1 MB (no copy of them), to
+    save with ``save_model_file(m, path, weights=p.model)``."""
+    m = without_large_data(p.model) if light else clone(p.model)
     can = [l for l in p.layers if l.quantizable]
     set_metadata(m, {
         "amct_nb.kind": "modified",
@@ -103,6 +107,12 @@ def modified_model_for(p: Prepared, cfg: QuantConfig, config_file, record_file) 
         "amct_nb.source": p.source or "",
     })
     return m
+
+
+def weight_sqnr(weight: onnx.TensorProto, lq) -> float:
+    """SQNR (dB, 2 decimals) of a layer's dequantized int8 weight against its float ``weight``."""
+    w = onnx.numpy_helper.to_array(weight).astype(np.float32, copy=False)
+    return round(sqnr_db(w, lq.dequantized_weight()), 2)
 
 
 def _reasons(d: dict[str, Reason]) -> list[dict]:
@@ -151,6 +161,8 @@ class QuantResult:
     output_errors: dict = field(default_factory=dict)
     #: what the safety net's output check measured and left float (see amct_nb.analysis.output_check)
     output_check: dict = field(default_factory=dict)
+    #: layer -> (its LayerQuant, :func:`weight_sqnr`) measured ahead (a model over 2 GB: before its exports existed)
+    weight_sqnr_db: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def quantized_layers(self) -> list[str]:
@@ -184,8 +196,8 @@ class QuantResult:
         inits = {t.name: t for t in self.prepared.model.graph.initializer}
 
         def wsqnr(lq):
-            w = onnx.numpy_helper.to_array(inits[lq.weight]).astype(np.float32)
-            return round(sqnr_db(w, lq.dequantized_weight()), 2)
+            have = self.weight_sqnr_db.get(lq.name)
+            return have[1] if have is not None and have[0] is lq else weight_sqnr(inits[lq.weight], lq)
 
         def terr(t):
             e = self.tensor_errors.get(t)
@@ -230,10 +242,12 @@ class QuantResult:
         expanded by ONNX Runtime at load into the same int8 model (:func:`amct_nb.export.compact_weights`)."""
         check_output_dir(outdir, self.prepared.source)
         paths = self.paths(outdir, prefix)
+        large = is_large(self.prepared.model)  # the modified model then shares the prepared model's weights
         files = {
             "fake_quant": self.fake_quant_model,
             "deploy": compact_weights(self.deploy_model)[0] if compact else self.deploy_model,
-            "modified": modified_model_for(self.prepared, self.config, paths["config"], paths["record"]),
+            "modified": modified_model_for(self.prepared, self.config, paths["config"], paths["record"],
+                                           light=large),
             "config": self.config.to_json(self.prepared.layers),
             "record": self.record.to_text(),
             "quant_json": json.dumps(fusion_info_of(self.prepared), indent=2) + "\n",
@@ -247,7 +261,9 @@ class QuantResult:
                 for key, content in files.items():
                     target = stage / paths[key].relative_to(out)
                     target.parent.mkdir(parents=True, exist_ok=True)
-                    if isinstance(content, onnx.ModelProto):
+                    if isinstance(content, onnx.ModelProto) and key == "modified" and large:
+                        save_model_file(content, target, weights=self.prepared.model)  # its weights: the model's
+                    elif isinstance(content, onnx.ModelProto):
                         save_model_file(content, target)
                     else:
                         target.write_text(content)
