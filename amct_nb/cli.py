@@ -386,7 +386,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--weight-bits", type=int, choices=[8, 4], default=8)
     r.add_argument("--config", help="AMCT-style config.json")
     r.add_argument("--calibration-samples", type=int, default=256, help="samples for the PTQ warm start")
-    r.add_argument("--nproc", type=int, default=1, help="train with N processes (torchrun, gloo on CPU)")
+    r.add_argument("--nproc", type=int, default=1, help="train with N processes (torchrun: nccl on GPUs, one per "
+                                                        "process; gloo on CPU)")
+    r.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                   help="auto (default): a GPU when torch sees one, else the CPU")
     r.add_argument("--resume", help="a checkpoint (checkpoints/epoch_N.pt) to continue from")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--quiet", action="store_true")

@@ -98,6 +98,34 @@ def test_untrained_export_is_the_ptq_model(per_tensor):
     assert res.deploy_model.SerializeToString() == ptq.deploy_model.SerializeToString()
 
 
+def test_a_relu6_grid_never_grows_past_six():
+    """A learned scale that drifts past the Clip's top (255 * s > 6) is capped at 6 / 255: training sees the
+    capped grid, the deploy model gets it, and ONNX Runtime can drop the Clip (with a wider grid, ORT 1.30 fused
+    Conv + Clip into a graph it then refused: 'two nodes with same node name', seen on a GPU machine)."""
+    zm = zoo.load("fmnist-mobilenetv2")
+    ptq = an.quantize(str(zm.path), zm.calibration_data(100), an.QuantConfig(min_output_sqnr_db=None), progress=False)
+    qm = QatModel(ptq)
+    idx = qm.graph.index
+    clipped = [t for t in ptq.plan.tensors if idx.producer.get(t) is not None and idx.producer[t].op_type == "Clip"]
+    assert len(clipped) >= 10
+    want = {}
+    for t in clipped:
+        with torch.no_grad():
+            qm.graph.tensor_hook(t).scale.mul_(1.05)
+        want[t] = min(np.float32(qm.graph.tensor_hook(t).scale.item()), np.float32(6.0 / 255))
+    x = zm.test_data(50)[0]
+    with torch.no_grad():
+        out = qm(torch.from_numpy(x)).numpy()
+    res = qm.export()
+    inits = {i.name: i for i in res.deploy_model.graph.initializer}
+    qs = [n for n in res.deploy_model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] in clipped]
+    assert len(qs) == len(clipped)
+    for q in qs:
+        assert onnx.numpy_helper.to_array(inits[q.input[1]]) == want[q.input[0]]
+    assert sum(v == np.float32(6.0 / 255) for v in want.values()) >= 5  # capped: they grew past 6 / 255
+    assert (out.argmax(1) == run(res.fake_quant_model, x).argmax(1)).all()
+
+
 @pytest.fixture(scope="module")
 def trained(fmnist, tmp_path_factory):
     """The ResNet-style model with 4-bit per-tensor weights: PTQ loses ~7 pt here."""
@@ -161,7 +189,8 @@ def test_outputs_log_and_checkpoints(trained):
 def test_resume_ends_with_the_same_model(fmnist, tmp_path):
     (x, y), _ = fmnist
     zm = zoo.load("fmnist-resnet")
-    kw = dict(labels=y[:256], epochs=2, batch_size=32, lr=1e-3, progress=False)
+    # byte-identical on the CPU; a GPU's kernels need not sum in the same order on every run
+    kw = dict(labels=y[:256], epochs=2, batch_size=32, lr=1e-3, progress=False, device="cpu")
     whole = retrain(str(zm.path), x[:256], output=tmp_path / "a", **kw)
     again = retrain(str(zm.path), x[:256], output=tmp_path / "b", resume=whole.checkpoints[0], **kw)
     assert again.result.deploy_model.SerializeToString() == whole.result.deploy_model.SerializeToString()
@@ -410,7 +439,7 @@ def test_batchnorm_trains_with_batch_statistics_then_folds(fmnist, tmp_path):
         a, b = folded(torch.from_numpy(xe[:500])), bn(torch.from_numpy(xe[:500]))
     # at the running statistics the BN layer is the folded layer (up to the int32 bias and momentum's update)
     assert (a.argmax(1) == b.argmax(1)).float().mean() >= 0.99
-    kw = dict(labels=y[:512], epochs=2, batch_size=32, lr=1e-3, progress=False, bn_freeze_steps=20)
+    kw = dict(labels=y[:512], epochs=2, batch_size=32, lr=1e-3, progress=False, bn_freeze_steps=20, device="cpu")
     whole = retrain(str(zm.path), x[:512], output=tmp_path / "a", **kw)
     state = torch.load(whole.checkpoints[-1], weights_only=False)["model"]
     frozen = [k for k in state if k.startswith("bns.") and k.endswith(".frozen")]
@@ -426,6 +455,20 @@ def test_batchnorm_trains_with_batch_statistics_then_folds(fmnist, tmp_path):
     assert (dep == ye).mean() >= (run(ptq.prepared.original, xe).argmax(1) == ye).mean() - 0.05
     with pytest.raises(an.ConfigError, match="bn_freeze_steps -1"):
         retrain(str(zm.path), x[:64], labels=y[:64], bn_freeze_steps=-1, progress=False)
+
+
+def test_device_choice_is_checked(fmnist):
+    import torch
+
+    from amct_nb.qat import retrain
+
+    (x, y), _ = fmnist
+    zm = zoo.load("fmnist-resnet")
+    with pytest.raises(an.ConfigError, match="device 'tpu'"):
+        retrain(str(zm.path), x[:64], labels=y[:64], device="tpu", progress=False)
+    if not torch.cuda.is_available():
+        with pytest.raises(an.ConfigError, match="torch sees no GPU"):
+            retrain(str(zm.path), x[:64], labels=y[:64], device="cuda", progress=False)
 
 
 def test_nproc_over_the_cores_warns(monkeypatch):

@@ -57,7 +57,7 @@ def run(args, preprocess=None) -> int:
                   config=cfg, per_tensor=args.per_tensor, weight_bits=args.weight_bits,
                   calibration_samples=args.calibration_samples, resume=args.resume, seed=args.seed,
                   progress=not args.quiet, preprocess=preprocess, weight_lr=args.weight_lr,
-                  bn_freeze_steps=args.bn_freeze_steps)
+                  bn_freeze_steps=args.bn_freeze_steps, device=args.device)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1:  # one line per rank, in torchrun's per-rank logs
         print(f"rank {os.environ.get('RANK', '?')} of {world}: {res.history[-1]['step'] if res.history else 0} steps, "

@@ -43,8 +43,10 @@ class QatModel(nn.Module):
                                                       if c.kind == WEIGHT_UNSHARED})
         self.asymmetric = ptq.config.activation_offset
         for t, tq in plan.tensors.items():
+            top = None if tq.zero_point != tq.qmin else _clip_top(self.graph.index, t)
             self.graph.hook_tensor(t, ActQuant(tq.scale, tq.zero_point, tq.qmin, tq.qmax,
-                                               learn_zero_point=bool(self.asymmetric)))
+                                               learn_zero_point=bool(self.asymmetric),
+                                               max_scale=None if top is None else top / (tq.qmax - tq.qmin)))
         self.weights = nn.ModuleDict()
         self._wkey: dict[str, str] = {}
         idx = self.graph.index
@@ -145,6 +147,24 @@ class QatModel(nn.Module):
             if n in res.plan.float_layers:
                 res.plan.float_layers[n] = why if isinstance(why, Reason) else res.plan.float_layers[n]
         return res
+
+
+def _clip_top(idx, tensor: str) -> float | None:
+    """``hi`` when ``tensor`` is made by a ``Clip(x, 0, hi)`` (ReLU6) with constant bounds, else None."""
+    p = idx.producer.get(tensor)
+    if p is None or p.op_type != "Clip":
+        return None
+    attrs = {a.name: a.f for a in p.attribute}
+    bounds = []
+    for i, key in ((1, "min"), (2, "max")):
+        if len(p.input) > i and p.input[i]:
+            if not idx.is_const(p.input[i]):
+                return None
+            bounds.append(float(idx.array(p.input[i]).reshape(-1)[0]))
+        else:
+            bounds.append(attrs.get(key))
+    lo, hi = bounds
+    return hi if lo == 0 and hi is not None and hi > 0 else None
 
 
 def _out_axis(node) -> int | None:

@@ -36,9 +36,13 @@ def _grad_scale(x: torch.Tensor, g: float) -> torch.Tensor:
 class ActQuant(nn.Module):
     """Fake quantization of one activation tensor on a learnable uint8/int8 grid."""
 
-    def __init__(self, scale: float, zero_point: int, qmin: int, qmax: int, learn_zero_point: bool = True):
+    def __init__(self, scale: float, zero_point: int, qmin: int, qmax: int, learn_zero_point: bool = True,
+                 max_scale: float | None = None):
         super().__init__()
         self.qmin, self.qmax = int(qmin), int(qmax)
+        # a tensor a Clip(0, hi) makes, on a grid from 0: the grid never reaches past hi (a wider one wastes levels,
+        # and keeps ONNX Runtime from dropping the Clip, which some versions then fuse into an invalid graph)
+        self.max_scale = None if max_scale is None else float(np.float32(max_scale))
         self.scale = nn.Parameter(torch.tensor(float(np.float32(scale)), dtype=torch.float32))
         self.zero_point = nn.Parameter(torch.tensor(float(zero_point), dtype=torch.float32),
                                        requires_grad=learn_zero_point)
@@ -48,12 +52,14 @@ class ActQuant(nn.Module):
         # torch's fused kernel (LSQ+ gradients for scale and zero point): 2-3x faster than the same
         # arithmetic in separate ops, and equal to it (x * (1/s) rounds like x / s but in rare ties)
         return torch._fake_quantize_learnable_per_tensor_affine(
-            x, self.scale.abs().clamp_min(1e-12).reshape(1), self.zero_point.reshape(1), self.qmin, self.qmax,
-            1.0 / math.sqrt(per_sample * self.qmax))
+            x, self.scale.abs().clamp(1e-12, self.max_scale).reshape(1), self.zero_point.reshape(1), self.qmin,
+            self.qmax, 1.0 / math.sqrt(per_sample * self.qmax))
 
     def grid(self) -> tuple[np.float32, int]:
         """(scale, zero point) the deploy model's QuantizeLinear gets."""
         s = np.float32(abs(float(self.scale.detach())))
+        if self.max_scale is not None:
+            s = min(s, np.float32(self.max_scale))
         zp = int(np.clip(np.round(float(self.zero_point.detach())), self.qmin, self.qmax))
         return max(s, np.float32(1e-12)), zp
 

@@ -110,15 +110,29 @@ def as_arrays(data, labels=None, preprocess=None, limit: int | None = None) -> t
 
 
 # -- distributed ---------------------------------------------------------------------------------
-def _world() -> tuple[int, int, torch.device]:
-    """(rank, world size, device); joins the process group torchrun set up."""
+def _use_cuda(device: str) -> bool:
+    if device not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"device {device!r}: give 'auto' (a GPU when torch sees one), 'cpu' or 'cuda'")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' asked for, but torch sees no GPU (torch.cuda.is_available() is False): "
+                          "install a CUDA build of torch, or train on device='cpu'")
+    if device == "auto":  # a GPU for each process of this machine, else the CPU for all
+        return torch.cuda.is_available() and torch.cuda.device_count() >= int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    return device == "cuda"
+
+
+def _world(device: str = "auto") -> tuple[int, int, torch.device]:
+    """(rank, world size, device); joins the process group torchrun set up (nccl on GPUs, gloo on CPU)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
+    cuda = _use_cuda(device)
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if cuda and local >= torch.cuda.device_count():
+        raise ConfigError(f"process {local} has no GPU of its own (torch sees {torch.cuda.device_count()}): start at "
+                          "most one process per GPU, or train on device='cpu'")
     if world <= 1:
-        return 0, 1, torch.device("cpu")
-    cuda = torch.cuda.is_available()
+        return 0, 1, torch.device("cuda:0" if cuda else "cpu")
     if not dist.is_initialized():
         dist.init_process_group("nccl" if cuda else "gloo")
-    local = int(os.environ.get("LOCAL_RANK", "0"))
     device = torch.device(f"cuda:{local}") if cuda else torch.device("cpu")
     if cuda:
         torch.cuda.set_device(device)
@@ -150,8 +164,10 @@ def _top1(model, x, y, batch: int = 256) -> float | None:
     if y is None or x is None:
         return None
     model.eval()
+    dev = next(model.parameters()).device
     with torch.no_grad():
-        pred = torch.cat([model(torch.from_numpy(x[i:i + batch])).argmax(1) for i in range(0, len(x), batch)])
+        pred = torch.cat([model(torch.from_numpy(x[i:i + batch]).to(dev)).argmax(1).cpu()
+                          for i in range(0, len(x), batch)])
     model.train()
     return float((pred.numpy() == y).mean())
 
@@ -161,7 +177,7 @@ def retrain(model, data, *, labels=None, eval_data=None, eval_labels=None, outpu
             distill: bool = False, config: QuantConfig | None = None, per_tensor: bool = False, weight_bits: int = 8,
             calibration_samples: int = 256, resume=None, checkpoint_dir=None, seed: int = 0,
             progress: bool = True, preprocess=None, callback=None, weight_lr: float | None = None,
-            bn_freeze_steps: int = 0) -> RetrainResult:
+            bn_freeze_steps: int = 0, device: str = "auto") -> RetrainResult:
     """Quantization-aware training of an ONNX model (see the module docstring); returns a RetrainResult.
 
     ``data``/``labels``: training samples (array, path or dataset; labels from the loader when it has
@@ -172,10 +188,13 @@ def retrain(model, data, *, labels=None, eval_data=None, eval_labels=None, outpu
     keeps a few-image run from fitting the float model's outputs on those images only.
     ``bn_freeze_steps``: the BatchNorms folded into int8 layers train with batch statistics for this many
     steps, then fold for good (0: folded from the start; see :mod:`amct_nb.qat.bn`).
+    ``device``: ``"auto"`` trains on a GPU when torch sees one for each process (``cuda:LOCAL_RANK`` under
+    torchrun, nccl), else on the CPU (gloo); ``"cpu"`` or ``"cuda"`` force one. The outputs are the same files
+    either way (a resumed run is byte-identical to an uninterrupted one on the CPU only).
     ``callback(step, loss, epoch)``: called after every optimizer step on rank 0 (a live loss plot in a notebook).
     With tensorboard installed, the loss per step and eval top-1 per epoch also go to ``output/tensorboard``."""
     t0 = time.perf_counter()
-    rank, world, device = _world()
+    rank, world, device = _world(device)
     torch.manual_seed(seed)
     if epochs < 1 or (steps is not None and steps < 1) or batch_size < 1 or not lr > 0:
         raise ConfigError(f"epochs {epochs}, steps {steps}, batch_size {batch_size}, lr {lr}: give positive values")
@@ -284,6 +303,7 @@ def retrain(model, data, *, labels=None, eval_data=None, eval_labels=None, outpu
     if world > 1:
         _check_same_parameters(qm, rank, world)
     qm.eval()
+    qm.cpu()  # the export reads the parameters as numpy arrays
     res.result = qm.export()
     if rank == 0 and out is not None:
         res.paths = res.result.save(out, prefix)
@@ -318,9 +338,10 @@ def _freeze_bn(qm: QatModel, opt, world: int) -> bool:
 
 
 def _check_same_parameters(qm, rank: int, world: int) -> None:
-    """Every rank must hold the same weights and grids after training (DDP averages the gradients)."""
+    """Every rank must hold the same weights and grids after training (DDP averages the gradients); the
+    sums stay on the parameters' device (nccl gathers only GPU tensors)."""
     with torch.no_grad():
-        vec = torch.cat([p.detach().reshape(-1).double().cpu() for p in qm.parameters()])
+        vec = torch.cat([p.detach().reshape(-1).double() for p in qm.parameters()])
         mine = torch.stack([vec.sum(), (vec * torch.arange(1, vec.numel() + 1, dtype=torch.float64)).sum()])
         every = [torch.zeros_like(mine) for _ in range(world)]
         dist.all_gather(every, mine)
