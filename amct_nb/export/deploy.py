@@ -13,13 +13,41 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from ..ir import GraphEdit, fit_ir_version
+from ..ir import GraphEdit, fit_ir_version, node_scopes, walk_graphs, walk_nodes
 from .metadata import stamp
 from .plan import QuantPlan
 from .share import share_identical
 from .weight_only import apply_weight_only
 
 __all__ = ["build_deploy"]
+
+
+def _dequantize_in_bodies(ed: GraphEdit, mapping: dict[str, str]) -> None:
+    """A quantized tensor read inside an If/Loop body it is not made in gets its own DequantizeLinear at the top
+    of that body (reading the QuantizeLinear's output from outside), so ONNX Runtime, which fuses the QDQ nodes
+    of one graph at a time, finds ``DequantizeLinear -> layer`` there."""
+    made = {}
+    for scope, g in walk_graphs(ed.graph):
+        made.update({i.name: scope for i in g.input})
+        made.update({o: scope for n in g.node for o in n.output})
+    scopes = node_scopes(ed.graph)
+    local: dict[tuple[str, str], str] = {}
+    quantized = {dn: t for t, dn in mapping.items()}
+    for node in walk_nodes(ed.graph):
+        scope = scopes.get(node.name, "")
+        if not scope:
+            continue
+        for k, name in enumerate(node.input):
+            t = quantized.get(name)
+            if t is None or made.get(t, "") == scope:
+                continue
+            key = (t, scope)
+            if key not in local:
+                local[key] = f"{t}_DequantizeLinear_Output_{scope.replace('/', '_')}"
+                ed.first([helper.make_node("DequantizeLinear", [f"{t}_QuantizeLinear_Output", f"{t}_scale",
+                                                                f"{t}_zero_point"], [local[key]],
+                                           name=f"{local[key]}_DequantizeLinear")], near=node.name)
+            node.input[k] = local[key]
 
 
 def build_deploy(prepared: onnx.ModelProto, plan: QuantPlan) -> onnx.ModelProto:
@@ -40,7 +68,9 @@ def build_deploy(prepared: onnx.ModelProto, plan: QuantPlan) -> onnx.ModelProto:
             ed.initializer(zn, np.zeros(zshape, np.int8))
         ed.initializer(sn, lq.w_scale.astype(np.float32).reshape(-1 if per_channel else ()))
         attrs = {"axis": lq.axis} if per_channel else {}
-        ed.first([helper.make_node("DequantizeLinear", [qn, sn, zn], [dn], name=f"{w}_DequantizeLinear", **attrs)])
+        # in the layer's own body when it sits in an If/Loop: ONNX Runtime fuses the QDQ nodes of one graph only
+        ed.first([helper.make_node("DequantizeLinear", [qn, sn, zn], [dn], name=f"{w}_DequantizeLinear", **attrs)],
+                 near=name)
         node.input[lq.weight_index] = dn
         if lq.b_q is not None:
             b = lq.bias
@@ -48,7 +78,8 @@ def build_deploy(prepared: onnx.ModelProto, plan: QuantPlan) -> onnx.ModelProto:
             ed.initializer(bq, lq.b_q.astype(np.int32).reshape(-1))
             ed.initializer(bs, lq.b_scale.astype(np.float32).reshape(-1))
             ed.initializer(bz, np.zeros(lq.b_q.size, np.int32))
-            ed.first([helper.make_node("DequantizeLinear", [bq, bs, bz], [bd], name=f"{b}_DequantizeLinear", axis=0)])
+            ed.first([helper.make_node("DequantizeLinear", [bq, bs, bz], [bd], name=f"{b}_DequantizeLinear", axis=0)],
+                     near=name)
             node.input[lq.bias_index] = bd
     for t, tq in plan.tensors.items():
         sn, zn, qn, dn = f"{t}_scale", f"{t}_zero_point", f"{t}_QuantizeLinear_Output", f"{t}_DequantizeLinear_Output"
@@ -58,6 +89,7 @@ def build_deploy(prepared: onnx.ModelProto, plan: QuantPlan) -> onnx.ModelProto:
                     helper.make_node("DequantizeLinear", [qn, sn, zn], [dn], name=f"{t}_DequantizeLinear")])
         mapping[t] = dn
     ed.redirect(mapping)
+    _dequantize_in_bodies(ed, mapping)
     apply_weight_only(ed, plan, "deploy")
     m = ed.finish()
     share_identical(m)

@@ -20,8 +20,10 @@ from .graph import (
     input_specs,
     is_default_domain,
     named_subgraphs,
+    node_scopes,
     outer_names,
     subgraphs,
+    walk_graphs,
     walk_nodes,
 )
 from .model import (
@@ -44,8 +46,8 @@ __all__ = [
     "GraphEdit", "clone", "keep_only", "set_metadata",
     "Spill", "atomic_write_bytes", "atomic_write_text", "check_output_dir", "os_error", "output_lock",
     "save_model_file",
-    "GraphIndex", "InputSpec", "attr", "input_specs", "is_default_domain", "named_subgraphs", "outer_names",
-    "subgraphs", "walk_nodes",
+    "GraphIndex", "InputSpec", "attr", "input_specs", "is_default_domain", "named_subgraphs", "node_scopes",
+    "outer_names", "subgraphs", "walk_graphs", "walk_nodes",
     "LARGE_MODEL_BYTES", "ModelLike", "byte_size", "fit_ir_version", "is_large", "is_not_loaded", "light_copy",
     "load_model", "model_opset", "tensor_elem_types", "validate", "without_large_data",
     "float_tensors", "lean_options", "make_session", "with_outputs",

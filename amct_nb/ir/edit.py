@@ -13,7 +13,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from .graph import walk_nodes
+from .graph import named_subgraphs, node_scopes, walk_nodes
 from .model import _has_unknown, copy_fields
 
 __all__ = ["clone", "GraphEdit", "set_metadata", "keep_only"]
@@ -32,6 +32,10 @@ class GraphEdit:
     graph, ``hook(tensor, nodes)`` puts nodes right after the producer of ``tensor`` (after the
     top for graph inputs and initializers). Existing nodes are changed in place through
     :attr:`graph` / :meth:`node`: new nodes are not in the graph until :meth:`finish`.
+
+    If/Loop bodies: :meth:`node` and :meth:`redirect` reach their nodes, a hook after a body's tensor
+    goes into that body, ``first(nodes, near=node name)`` puts nodes at the top of the body that holds
+    that node; every initializer goes to the main graph (bodies read it from there).
     """
 
     def __init__(self, model: onnx.ModelProto):
@@ -40,7 +44,9 @@ class GraphEdit:
         self._inits: list[onnx.TensorProto] = []
         self._head: list[onnx.NodeProto] = []
         self._after: dict[str, list[onnx.NodeProto]] = {}
-        self._nodes = {n.name: n for n in self.graph.node}
+        self._nodes = {n.name: n for n in walk_nodes(self.graph)}
+        self._scopes = node_scopes(self.graph)
+        self._head_in: dict[str, list[onnx.NodeProto]] = {}
 
     def node(self, name: str) -> onnx.NodeProto:
         return self._nodes[name]
@@ -49,18 +55,27 @@ class GraphEdit:
         self._inits.append(numpy_helper.from_array(array, name))
         return name
 
-    def first(self, nodes: list[onnx.NodeProto]) -> None:
-        self._head.extend(nodes)
+    def first(self, nodes: list[onnx.NodeProto], near: str | None = None) -> None:
+        scope = self._scopes.get(near, "") if near else ""
+        (self._head_in.setdefault(scope, []) if scope else self._head).extend(nodes)
 
     def hook(self, tensor: str, nodes: list[onnx.NodeProto]) -> None:
         self._after.setdefault(tensor, []).extend(nodes)
 
     def redirect(self, mapping: dict[str, str], skip=None) -> None:
-        """Point the inputs of the graph's own nodes at new names; ``skip(node, index)`` keeps an input."""
-        for node in self.graph.node:
+        """Point the inputs of the graph's nodes (bodies' too) at new names; ``skip(node, index)`` keeps an input."""
+        for node in walk_nodes(self.graph):
             for i, name in enumerate(node.input):
                 if name in mapping and not (skip is not None and skip(node, i)):
                     node.input[i] = mapping[name]
+
+    def _emit_tree(self, g: onnx.GraphProto, scope: str, head: list, after: dict) -> None:
+        """:func:`_emit` ``g``, then each body in its new node list (a rebuilt list holds copies of the bodies)."""
+        _emit(g, head, after)
+        for node in g.node:
+            for attr_name, sub in named_subgraphs(node):
+                inner = f"{scope}/{node.name}/{attr_name}".lstrip("/")
+                self._emit_tree(sub, inner, self._head_in.pop(inner, []), after)
 
     def finish(self, drop_unused: bool = True) -> onnx.ModelProto:
         """Write the collected nodes and initializers; drop initializers nothing reads any more.
@@ -70,25 +85,7 @@ class GraphEdit:
         dropped weights would otherwise stay in memory as long as the result)."""
         g = self.graph
         after = dict(self._after)
-        inputs = {i.name for i in g.input} | {t.name for t in g.initializer}
-        nodes = list(self._head)
-        for name in list(after):
-            if name in inputs:
-                for hooked in after.pop(name):
-                    nodes.append(hooked)
-                    for o in hooked.output:
-                        nodes.extend(after.pop(o, []))
-
-        def emit(node):
-            nodes.append(node)
-            for o in node.output:
-                for hooked in after.pop(o, []):
-                    emit(hooked)
-
-        for node in g.node:
-            emit(node)
-        del g.node[:]
-        g.node.extend(nodes)
+        self._emit_tree(g, "", self._head, after)
         new, self._inits = self._inits, []
         if not drop_unused:
             _append(g, new)
@@ -111,6 +108,30 @@ class GraphEdit:
         self.model, self.graph = out, out.graph
         self._nodes = {n.name: n for n in out.graph.node}
         return out
+
+
+def _emit(g: onnx.GraphProto, head: list[onnx.NodeProto], after: dict) -> None:
+    """Rebuild ``g``'s node list: ``head``, the nodes hooked after its inputs and initializers, then each node
+    followed by what is hooked after its outputs (taken out of ``after``)."""
+    inputs = {i.name for i in g.input} | {t.name for t in g.initializer}
+    nodes = list(head)
+    for name in list(after):
+        if name in inputs:
+            for hooked in after.pop(name):
+                nodes.append(hooked)
+                for o in hooked.output:
+                    nodes.extend(after.pop(o, []))
+
+    def emit(node):
+        nodes.append(node)
+        for o in node.output:
+            for hooked in after.pop(o, []):
+                emit(hooked)
+
+    for node in g.node:
+        emit(node)
+    del g.node[:]
+    g.node.extend(nodes)
 
 
 def _append(g: onnx.GraphProto, tensors: list[onnx.TensorProto]) -> None:

@@ -15,7 +15,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 __all__ = ["GraphIndex", "attr", "subgraphs", "named_subgraphs", "walk_nodes", "outer_names", "InputSpec",
-           "input_specs", "is_default_domain"]
+           "input_specs", "is_default_domain", "walk_graphs", "node_scopes"]
 
 
 def attr(node: onnx.NodeProto, name: str, default=None):
@@ -54,6 +54,20 @@ def walk_nodes(graph: onnx.GraphProto) -> Iterator[onnx.NodeProto]:
             yield from walk_nodes(sub)
 
 
+def walk_graphs(graph: onnx.GraphProto, scope: str = "") -> Iterator[tuple[str, onnx.GraphProto]]:
+    """(scope, graph) of ``graph`` (scope ``""``) and of every If/Loop/Scan body in it, depth first; a body's
+    scope is ``owner node name/attribute name`` after its enclosing scope (``If_0/then_branch``)."""
+    yield scope, graph
+    for node in graph.node:
+        for attr_name, sub in named_subgraphs(node):
+            yield from walk_graphs(sub, f"{scope}/{node.name}/{attr_name}".lstrip("/"))
+
+
+def node_scopes(graph: onnx.GraphProto) -> dict[str, str]:
+    """The scope (see :func:`walk_graphs`) of every named node, ``""`` for the main graph's."""
+    return {n.name: scope for scope, g in walk_graphs(graph) for n in g.node}
+
+
 def outer_names(graph: onnx.GraphProto) -> set[str]:
     """Names a subgraph reads from its enclosing scope (values captured from outside)."""
     defined = {i.name for i in graph.input} | {t.name for t in graph.initializer}
@@ -75,24 +89,27 @@ CACHE_BYTES = 16 << 20
 class GraphIndex:
     """Producer/consumer maps and constant weights of a graph, for read-only queries.
 
-    A tensor read inside a node's subgraph counts as consumed by that node."""
+    A tensor read inside a node's subgraph counts as consumed by that node; with ``deep``, the nodes of
+    If/Loop/Scan bodies are indexed themselves instead (a tensor read in a body is consumed by the body's
+    node that reads it, a body's node produces its outputs)."""
 
-    def __init__(self, graph: onnx.GraphProto):
+    def __init__(self, graph: onnx.GraphProto, deep: bool = False):
         self.graph = graph
         self.producer: dict[str, onnx.NodeProto] = {}
         self.consumers: dict[str, list[onnx.NodeProto]] = defaultdict(list)
-        for node in graph.node:
+        for node in (walk_nodes(graph) if deep else graph.node):
             for out in node.output:
                 if out:
                     self.producer[out] = node
             for inp in node.input:
                 if inp:
                     self.consumers[inp].append(node)
-            for sub in subgraphs(node):
+            for sub in () if deep else subgraphs(node):
                 for name in outer_names(sub):
                     if node not in self.consumers[name]:
                         self.consumers[name].append(node)
-        self.initializers = {t.name: t for t in graph.initializer}
+        self.initializers = {t.name: t for _, g in (walk_graphs(graph) if deep else [("", graph)])
+                             for t in g.initializer}
         self.graph_inputs = [i.name for i in graph.input if i.name not in self.initializers]
         self.graph_outputs = [o.name for o in graph.output]
         self._arrays: dict[str, np.ndarray] = {}
@@ -114,7 +131,7 @@ class GraphIndex:
     def node(self, name: str) -> onnx.NodeProto:
         """The node called ``name`` (KeyError if none)."""
         if self._nodes is None:
-            self._nodes = {n.name: n for n in self.graph.node}
+            self._nodes = {n.name: n for n in walk_nodes(self.graph)}
         return self._nodes[name]
 
     def single_consumer(self, name: str):

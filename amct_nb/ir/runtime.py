@@ -10,6 +10,7 @@ import onnxruntime as ort
 from onnx import helper, numpy_helper
 
 from ..errors import ModelError
+from .expose import expose
 from .external import Spill
 from .model import fit_ir_version, fitted_ir_version, is_large, tensor_elem_types, without_large_data
 
@@ -115,7 +116,9 @@ def _add_outputs(m: onnx.ModelProto, names: list[str]) -> None:
         return
     have = {o.name for o in m.graph.output}
     types = tensor_elem_types(m)
+    routed = set(expose(m, [n for n in names if n not in have], types))  # tensors of If/Loop bodies: 1-D
     for n in names:
         if n not in have:
-            m.graph.output.append(helper.make_tensor_value_info(n, types.get(n, onnx.TensorProto.FLOAT), None))
+            m.graph.output.append(helper.make_tensor_value_info(n, types.get(n, onnx.TensorProto.FLOAT),
+                                                                ["amct_n"] if n in routed else None))
             have.add(n)

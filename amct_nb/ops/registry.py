@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 
-from ..ir import GraphIndex, is_default_domain
+from ..ir import GraphIndex, attr, is_default_domain, named_subgraphs, node_scopes, walk_nodes
 from ..reasons import Code, Reason
 
 __all__ = ["OpSpec", "register", "OPS", "Layer", "find_layers"]
@@ -67,26 +67,46 @@ class Layer:
     out_channels: int | None = None
     #: weight axis of the output channels for per-channel scales (None: per-tensor only or unknown)
     channel_axis: int | None = None
+    #: the If/Loop/Scan body it sits in (``If_0/then_branch``; ``""``: the main graph)
+    scope: str = ""
+    #: a Conv's ``group`` attribute (1 for other layers)
+    groups: int = 1
 
     @property
     def quantizable(self) -> bool:
         return self.reason is None
 
 
+def _owner_ops(graph: onnx.GraphProto, owners: tuple = ()) -> dict[str, tuple]:
+    """Op types of the nodes holding each node's body (``()`` for the main graph's nodes)."""
+    out = {}
+    for n in graph.node:
+        out[n.name] = owners
+        for _, sub in named_subgraphs(n):
+            out.update(_owner_ops(sub, (*owners, n.op_type)))
+    return out
+
+
 def find_layers(model: onnx.ModelProto) -> list[Layer]:
-    """Every node of a registered op type in the main graph, quantizable or not (with reason).
+    """Every node of a registered op type, in the main graph and in If/Loop/Scan bodies, quantizable or not
+    (with reason).
 
     Nodes without a name get ``{op_type}_{index}`` (AMCT's convention) in the returned list; the
     caller names the nodes in the model the same way with :func:`amct_nb.passes.name_nodes`.
     """
-    idx = GraphIndex(model.graph)
+    idx = GraphIndex(model.graph, deep=True)
+    scopes = node_scopes(model.graph)
+    owners = _owner_ops(model.graph)
     layers = []
-    for node in model.graph.node:
+    for node in walk_nodes(model.graph):
         spec = OPS.get(node.op_type)
         if spec is None or not is_default_domain(node):
             continue
         text = spec.check(node, idx)
         reason = None if text is None else Reason(Code.UNSUPPORTED, text)
+        if reason is None and any(o not in ("If", "Loop") for o in owners.get(node.name, ())):
+            reason = Reason(Code.SUBGRAPH, f"inside a {'/'.join(owners[node.name])} body: layers of If branches and "
+                                           "Loop bodies are quantized, those of Scan bodies are not")
         w = idx.array(node.input[spec.weight_index]) if idx.is_const(node.input[spec.weight_index]) else None
         if reason is None and w is not None and not np.issubdtype(w.dtype, np.floating):
             reason = Reason(Code.WEIGHT_DTYPE, f"weight is {w.dtype}, not float")
@@ -113,6 +133,8 @@ def find_layers(model: onnx.ModelProto) -> list[Layer]:
                 reason=reason,
                 out_channels=int(spec.out_channels(node, w)) if shape_ok else None,
                 channel_axis=spec.channel_axis(node, w) if shape_ok else None,
+                scope=scopes.get(node.name, ""),
+                groups=int(attr(node, "group", 1)) if node.op_type == "Conv" else 1,
             )
         )
     return layers

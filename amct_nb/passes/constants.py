@@ -6,7 +6,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from ..ir import keep_only
+from ..ir import keep_only, walk_graphs, walk_nodes
 from .base import Change
 
 __all__ = ["constants_to_initializers", "fold_weight_chains"]
@@ -35,33 +35,45 @@ def _movable(node: onnx.NodeProto, graph_outputs: set[str]) -> bool:
 
 
 def constants_to_initializers(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[Change]]:
-    """Move every ``Constant`` node of the main graph into ``graph.initializer``.
+    """Move every ``Constant`` node into ``graph.initializer`` of the main graph, those of If/Loop/Scan
+    bodies too, and the bodies' own initializers (a body reads the main graph's names).
 
-    Weights exported as Constant nodes (tf2onnx, old PyTorch, hand-built graphs) then look like
-    every other weight, so they are found, quantized and stored as int8 like the rest.
-    """
-    outputs = {o.name for o in model.graph.output}
-    if not any(_movable(n, outputs) for n in model.graph.node):
+    Weights exported as Constant nodes (tf2onnx, old PyTorch, inlined functions, every weight of a branch
+    of an If) then look like every other weight, so they are found, quantized and stored as int8 like
+    the rest; a body's layers then read their weights from the main graph like any captured value."""
+    if not any(_movable(n, set()) for n in walk_nodes(model.graph)) and \
+            not any(len(g.initializer) for scope, g in walk_graphs(model.graph) if scope):
         return model, []
     out = onnx.ModelProto()
     out.CopyFrom(model)
-    g = out.graph
-    graph_outputs = {o.name for o in g.output}
-    keep, moved = [], []
-    for node in g.node:
-        if node.op_type == "Constant" and node.domain in ("", "ai.onnx") and node.output[0] not in graph_outputs:
-            value = _constant_value(node)
-            if value is not None:
-                g.initializer.append(numpy_helper.from_array(value, node.output[0]))
-                moved.append(node.output[0])
-                continue
-        keep.append(node)
-    if not moved:
-        return out, []
-    del g.node[:]
-    g.node.extend(keep)
+    main = out.graph
+    moved, hoisted = [], 0
+    for scope, g in reversed(list(walk_graphs(main))):  # bodies before the graphs holding them (rebuilt below)
+        keep_out = {o.name for o in g.output}
+        if scope:
+            for t in g.initializer:
+                main.initializer.append(t)
+            hoisted += len(g.initializer)
+            keep_only(g.initializer, lambda t: False)
+        keep = []
+        for node in g.node:
+            if _movable(node, keep_out):
+                value = _constant_value(node)
+                if value is not None:
+                    main.initializer.append(numpy_helper.from_array(value, node.output[0]))
+                    moved.append(node.output[0])
+                    continue
+            keep.append(node)
+        if len(keep) != len(g.node):
+            del g.node[:]
+            g.node.extend(keep)
+    if not moved and not hoisted:
+        return model, []
+    text = f"{len(moved)} Constant node(s) turned into initializers"
+    if hoisted:
+        text += f"; {hoisted} initializer(s) of If/Loop/Scan bodies moved to the main graph"
     # initializers must not be repeated as graph inputs with conflicting info; value_info is harmless
-    return out, [Change("constants_to_initializers", f"{len(moved)} Constant node(s) turned into initializers")]
+    return out, [Change("constants_to_initializers", text)]
 
 
 #: Shape-only ops computed here when every input is a constant (a weight reshaped or transposed for a MatMul).

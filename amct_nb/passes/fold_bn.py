@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from ..ir import GraphIndex, attr, keep_only
+from ..ir import GraphIndex, attr, keep_only, walk_nodes
 from .base import BN_FOLDED, Change
 
 __all__ = ["fold_batchnorm", "FOLDABLE"]
@@ -71,7 +71,7 @@ def fold_batchnorm(model: onnx.ModelProto, skip_layers=()) -> tuple[onnx.ModelPr
     idx = GraphIndex(g)
     skip = set(skip_layers)
     uses = {}
-    for n in g.node:
+    for n in walk_nodes(g):  # If/Loop bodies read the main graph's initializers too
         for i in n.input:
             uses[i] = uses.get(i, 0) + 1
     notes, removed = [], set()
@@ -131,7 +131,7 @@ def fold_batchnorm(model: onnx.ModelProto, skip_layers=()) -> tuple[onnx.ModelPr
     keep = [n for n in g.node if id(n) not in removed]
     del g.node[:]
     g.node.extend(keep)
-    used = {i for n in g.node for i in n.input} | {o.name for o in g.output}
+    used = {i for n in walk_nodes(g) for i in n.input} | {o.name for o in g.output}
     keep_only(g.initializer, lambda t: t.name not in new_inits and t.name in used)  # in place: no copy
     g.initializer.extend(new_inits[k] for k in sorted(new_inits))
     # value_info of the folded layers' old outputs is stale now

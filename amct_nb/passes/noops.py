@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import onnx
 
-from ..ir import subgraphs
+from ..ir import subgraphs, walk_nodes
 from .base import Change
 
 __all__ = ["remove_noops"]
@@ -33,14 +33,14 @@ def remove_noops(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[Change]]
     model's interface), and so is a Dropout whose mask output is used; the model itself when nothing goes.
     """
     outs = {o.name for o in model.graph.output}
-    read = {i for n in model.graph.node for i in n.input}
+    read = {i for n in walk_nodes(model.graph) for i in n.input}
     if not any(_removable(n, outs, read) for n in model.graph.node):
         return model, []
     out = onnx.ModelProto()
     out.CopyFrom(model)
     g = out.graph
     graph_outputs = {o.name for o in g.output}
-    used = {i for n in g.node for i in n.input}
+    used = {i for n in walk_nodes(g) for i in n.input}
     rename: dict[str, str] = {}
     keep, removed = [], 0
     for node in g.node:

@@ -39,7 +39,7 @@ def unshare_weights(model: onnx.ModelProto, weight_inputs: dict[str, tuple]) -> 
     g = model.graph
     inits = {t.name: t for t in g.initializer}
     readers: dict[tuple[str, bool], list[tuple[int, int]]] = {}
-    for k, node in enumerate(g.node):
+    for k, node in enumerate(walk_nodes(g)):  # layers in If/Loop bodies too
         spec = weight_inputs.get(node.op_type)
         if spec is None or node.domain not in ("", "ai.onnx"):
             continue
@@ -56,11 +56,12 @@ def unshare_weights(model: onnx.ModelProto, weight_inputs: dict[str, tuple]) -> 
     out.CopyFrom(model)
     g = out.graph
     inits = {t.name: t for t in g.initializer}
-    taken = set(inits) | {o for n in g.node for o in n.output} | {i.name for i in g.input}
+    every = list(walk_nodes(g))
+    taken = set(inits) | {o for n in every for o in n.output} | {i.name for i in g.input}
     changes = []
     for (w, is_bias), nodes in shared.items():
         for k, (pos, idx) in enumerate(nodes[1:], 2):
-            node = g.node[pos]
+            node = every[pos]
             name, j = f"{w}_use{k}", 0
             while name in taken:
                 j += 1

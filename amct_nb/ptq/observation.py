@@ -133,7 +133,8 @@ def observe(
                                     for k, v in feed.items()})
                 kept += take
             for t, i in zip(tensors, pick):
-                obs.stats[t].update(outs[i], samples=n)
+                if outs[i].size:  # empty: a tensor of an If branch that did not run, or of a Loop that ran 0 times
+                    obs.stats[t].update(outs[i], samples=n)
             del outs
             seen += n
             if bar is not None:

@@ -28,7 +28,7 @@ from ..analysis import flag_tensors, output_check, output_errors, reference_outp
 from ..config import QuantConfig
 from ..errors import AmctError
 from ..export import QuantPlan, build_deploy, build_fake_quant
-from ..ir import ModelLike, Spill, is_large, is_not_loaded, light_copy, make_session, walk_nodes
+from ..ir import ModelLike, Spill, is_large, is_not_loaded, light_copy, make_session, walk_graphs, walk_nodes
 from ..quant import TensorStats, resolve_guard
 from ..quant.weights import DEFAULT_SCHEME
 from ..reasons import Code, Reason
@@ -45,6 +45,10 @@ __all__ = ["build", "quantize", "calibrate_record", "record_decision", "write_mo
            "TENSOR_CHECK_ROUNDS"]
 
 log = logging.getLogger("amct_nb")
+
+#: Why a tensor or layer of an If branch no calibration sample took (a Loop body run 0 times) stays float.
+_IDLE = Reason(Code.SUBGRAPH, "the If branch or Loop body it is in never ran on the calibration data, so it has no "
+                              "range: calibrate with data that runs it")
 
 #: Rounds of the safety net's tensor check (each may leave more tensors float).
 TENSOR_CHECK_ROUNDS = 3
@@ -64,6 +68,8 @@ class Decision:
 
 def _planned(prepared: Prepared, cfg: QuantConfig, obs: Observation, guard: str, forced: dict[str, Reason],
              forced_layers: dict[str, Reason] | None = None) -> tuple[Record, QuantPlan]:
+    idle = {l.name: _IDLE for l in prepared.layers if l.scope and l.scope in _idle_scopes(prepared.model, obs)}
+    forced_layers = {**idle, **(forced_layers or {})}
     record, float_layers, float_tensors = record_from_stats(prepared.model, prepared.layers, cfg, obs, guard, forced,
                                                             forced_layers, cache=prepared.weight_cache)
     plan = plan_from_record(prepared.model, prepared.layers, cfg, record, guard, float_layers, float_tensors,
@@ -71,11 +77,22 @@ def _planned(prepared: Prepared, cfg: QuantConfig, obs: Observation, guard: str,
     return record, plan
 
 
+def _idle_scopes(model: onnx.ModelProto, obs: Observation) -> set[str]:
+    """If branches / Loop bodies none of whose observed tensors got a value during calibration."""
+    seen: dict[str, bool] = {}
+    for scope, g in walk_graphs(model.graph):
+        if scope:
+            for t in [*(i.name for i in g.input), *(o for n in g.node for o in n.output)]:
+                if t in obs.stats:
+                    seen[scope] = seen.get(scope, False) or obs.stats[t].count > 0
+    return {s for s, ran in seen.items() if not ran}
+
+
 def calibrate_record(prepared: Prepared, cfg: QuantConfig, obs: Observation, guard: str) -> Decision:
     """Ranges and scales from the statistics, with the safety net (tensor check, output check)
     when ``cfg.safety_net`` is on and calibration samples were kept."""
     samples = obs.samples if cfg.safety_net else []
-    forced: dict[str, Reason] = {}
+    forced: dict[str, Reason] = {t: _IDLE for t, st in obs.stats.items() if st.count == 0}
     errors: dict = {}
     for _ in range(TENSOR_CHECK_ROUNDS):
         record, plan = _planned(prepared, cfg, obs, guard, forced)

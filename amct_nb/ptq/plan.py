@@ -12,7 +12,7 @@ import onnx
 from ..config import LayerConfig, QuantConfig
 from ..errors import ConfigError
 from ..export import LayerQuant, QuantPlan, TensorQuant
-from ..ir import GraphIndex
+from ..ir import GraphIndex, walk_nodes
 from ..ops import OPS, Layer
 from ..quant import RangeSpec, quantize_bias
 from ..quant.guard import pairs_over_limit
@@ -95,8 +95,9 @@ def plan_from_record(
                 raise ConfigError(f"record: layer '{key}': the int32 bias overflows with these scales: skip the layer")
             lq.b_q, lq.b_scale, lq.bias_shape = bq, bs, (n_out,) if b.ndim <= 1 else (1, n_out)
         plan.layers[l.name] = lq
-    order = {n.name: i for i, n in enumerate(model.graph.node)}
+    order = {n.name: i for i, n in enumerate(walk_nodes(model.graph))}
     plan.layers = dict(sorted(plan.layers.items(), key=lambda kv: order[kv[0]]))
-    torder = idx.tensor_order()
+    torder = {t: i for i, t in enumerate(dict.fromkeys([*idx.graph_inputs, *(o for n in walk_nodes(model.graph)
+                                                                             for o in n.output)]))}
     plan.tensors = dict(sorted(plan.tensors.items(), key=lambda kv: torder.get(kv[0], 1 << 30)))
     return plan

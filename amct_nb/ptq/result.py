@@ -26,7 +26,6 @@ from ..ir import (
     check_output_dir,
     clone,
     is_large,
-    named_subgraphs,
     os_error,
     output_lock,
     save_model_file,
@@ -34,7 +33,6 @@ from ..ir import (
     walk_nodes,
     without_large_data,
 )
-from ..ops import OPS
 from ..passes import fusion_info
 from ..quant import platform_report
 from ..reasons import Code, Reason
@@ -62,23 +60,13 @@ OUTPUT_FILES = {
 
 
 def unsupported_ops(model: onnx.ModelProto) -> list[dict]:
-    """Weighted ops amct-nb leaves float: recurrent layers, and layers inside If/Loop/Scan bodies."""
+    """Weighted ops amct-nb leaves float: recurrent layers (in If/Loop/Scan bodies too; the fallback ladder can
+    still give their weights int8 storage)."""
     out = []
-    for n in model.graph.node:
+    for n in walk_nodes(model.graph):
         if n.op_type in _RECURRENT:
             r = Reason(Code.RECURRENT, "recurrent layers are left float (not supported)")
             out.append({"name": n.name, "op_type": n.op_type, "reason": r.text, "code": r.code.value})
-        by_attr: dict[str, list] = {}
-        for attr_name, sub in named_subgraphs(n):
-            by_attr.setdefault(attr_name, []).extend(m for m in walk_nodes(sub)
-                                                     if m.op_type in OPS or m.op_type in _RECURRENT)
-        for attr_name, inner in by_attr.items():
-            if inner:
-                kinds = sorted({m.op_type for m in inner})
-                r = Reason(Code.SUBGRAPH, f"its subgraph '{attr_name}' holds {len(inner)} weighted op(s) "
-                                          f"({', '.join(kinds)}) that stay float: "
-                                          "layers inside If/Loop/Scan bodies are not quantized")
-                out.append({"name": n.name, "op_type": n.op_type, "reason": r.text, "code": r.code.value})
     return out
 
 
