@@ -139,7 +139,7 @@ def test_if_branch_layers_are_quantized():
         dep = run(res.deploy_model, {"x": xb})[0]
         fq = run(res.fake_quant_model, {"x": xb})[0]
         assert np.abs(dep - ref).max() < 0.05 * np.abs(ref).max()
-        assert np.abs(dep - fq).max() < 1e-4 * np.abs(ref).max()
+        assert np.abs(dep - fq).max() < 1e-5 * np.abs(ref).max()  # the fake-quant model computes what ORT does
     ops = fused_ops(res.deploy_model)
     assert ops["QLinearConv"] == 2  # each branch's first Conv runs as int8 inside the If
     assert len(res.record.layers) >= 4 and "then_conv" in res.record.layers and "else_conv" in res.record.layers
@@ -189,7 +189,7 @@ def test_loop_with_a_carried_state():
         ref = run(m, f)[0]
         dep = run(res.deploy_model, f)[0]
         assert np.abs(dep - ref).max() < 0.06 * np.abs(ref).max()
-        assert np.allclose(run(res.fake_quant_model, f)[0], dep, atol=1e-4 * np.abs(ref).max())
+        assert np.array_equal(run(res.fake_quant_model, f)[0], dep)  # requantization emulated inside the body
     ops = fused_ops(res.deploy_model)
     assert ops["QLinearMatMul"] >= 2 and ops["QLinearAdd"] == 1
     f0 = loop_feeds(1, 0, seed=9)[0]  # 0 iterations at run time: the deploy model runs (h0, outside the range of

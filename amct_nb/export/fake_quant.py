@@ -60,7 +60,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from ..ir import GraphEdit, GraphIndex, attr, fit_ir_version, is_default_domain
+from ..ir import GraphEdit, GraphIndex, attr, fit_ir_version, is_default_domain, walk_graphs
 from .metadata import stamp
 from .plan import PASS_ACTIVATIONS, LayerQuant, QuantPlan
 from .share import share_identical
@@ -84,7 +84,9 @@ def build_fake_quant(prepared: onnx.ModelProto, plan: QuantPlan, *, emulate_ort:
     layers = dict(plan.layers)
     if emulate_ort:
         layers.update(ort_requantized_layers(idx, plan))
-    requant = {name: requantized_by(idx, ed.node(name).output[0], plan.tensors) for name in layers}
+    deep = GraphIndex(ed.graph, deep=True)  # layers of If/Loop bodies: their requantization is in the body
+    deep.graph_outputs += [o.name for _, g in walk_graphs(ed.graph) for o in g.output]
+    requant = {name: requantized_by(deep, ed.node(name).output[0], plan.tensors) for name in layers}
     mapping, layer_mapping = {}, {}
     for t, tq in plan.tensors.items():
         p = f"{t}_fq"
