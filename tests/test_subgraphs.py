@@ -246,3 +246,39 @@ def test_a_scan_body_stays_float_with_the_reason():
     assert "Scan bodies are not" in str(res.plan.float_layers["scan_mm"])
     ref = run(m, feeds[0])[0]
     assert np.abs(run(res.deploy_model, feeds[0])[0] - ref).max() < 0.05 * np.abs(ref).max()
+
+
+def test_a_loop_whose_values_grow_every_iteration():
+    """An autoregressive-style Loop: a carried sequence grows by one row per iteration and a MatMul reads all of
+    it. ONNX Runtime cannot stack such values as a scan output: the observation falls back to an accumulator
+    and both MatMuls of the body are quantized."""
+    r = np.random.default_rng(0)
+    body = h.make_graph([
+        h.make_node("MatMul", ["x", "W"], ["xw"], name="mm_x"),
+        h.make_node("Concat", ["acc_in", "xw"], ["acc_out"], axis=0, name="cat"),
+        h.make_node("MatMul", ["acc_out", "U"], ["au"], name="mm_acc"),
+        h.make_node("ReduceMean", ["au"], ["red"], axes=[0], keepdims=1, name="red"),
+        h.make_node("Identity", ["cond_in"], ["cond_out"], name="c")], "body",
+        [h.make_tensor_value_info("i", T.INT64, []), h.make_tensor_value_info("cond_in", T.BOOL, []),
+         h.make_tensor_value_info("acc_in", T.FLOAT, ["k", 8])],
+        [h.make_tensor_value_info("cond_out", T.BOOL, []), h.make_tensor_value_info("acc_out", T.FLOAT, ["k2", 8]),
+         h.make_tensor_value_info("red", T.FLOAT, [1, 8])])
+    g = h.make_graph([h.make_node("Loop", ["trip", "true", "acc0"], ["acc_final", "reds"], body=body, name="L")],
+                     "g", [h.make_tensor_value_info("x", T.FLOAT, [1, 8]),
+                           h.make_tensor_value_info("acc0", T.FLOAT, ["k", 8]),
+                           h.make_tensor_value_info("trip", T.INT64, [])],
+                     [h.make_tensor_value_info("acc_final", T.FLOAT, ["k", 8]),
+                      h.make_tensor_value_info("reds", T.FLOAT, ["t", 1, 8])],
+                     [nh.from_array(r.normal(size=(8, 8)).astype(np.float32), "W"),
+                      nh.from_array(r.normal(size=(8, 8)).astype(np.float32), "U"),
+                      nh.from_array(np.array(True), "true")])
+    m = h.make_model(g, opset_imports=[h.make_opsetid("", 17)], ir_version=8)
+    onnx.checker.check_model(m)
+    feeds = [{"x": r.normal(size=(1, 8)).astype(np.float32), "acc0": r.normal(size=(1, 8)).astype(np.float32),
+              "trip": np.array(4, np.int64)} for _ in range(8)]
+    res = an.quantize(m, feeds, progress=False)
+    assert set(res.quantized_layers) == {"mm_x", "mm_acc"}
+    f = feeds[0]
+    ref, dep = run(m, f), run(res.deploy_model, f)
+    for a, b in zip(ref, dep):
+        assert np.abs(a - b).max() < 0.05 * np.abs(a).max()

@@ -25,7 +25,7 @@ import numpy as np
 import onnx
 
 from ..export import QuantPlan
-from ..ir import GraphIndex, lean_options, make_session
+from ..ir import GraphIndex, ObservingSession, lean_options, make_session
 from ..quant import fake_quantize, qrange
 from ..reasons import Code, Reason
 from .metrics import channel_snr_db, cosine, db, sqnr_db
@@ -99,7 +99,7 @@ def tensor_errors(
     names = list(plan.tensors)
     if not names or not feeds:
         return {}
-    sess = make_session(model, options=lean_options(), outputs=names)
+    sess = ObservingSession(model, names, options=lean_options())
     heads = _heads(model, plan)
     sig = dict.fromkeys(names, 0.0)
     noise = dict.fromkeys(names, 0.0)

@@ -40,7 +40,7 @@ from .model import (
     validate,
     without_large_data,
 )
-from .runtime import float_tensors, lean_options, make_session, with_outputs
+from .runtime import ObservingSession, float_tensors, lean_options, make_session, with_outputs
 
 __all__ = [
     "GraphEdit", "clone", "keep_only", "set_metadata",
@@ -50,5 +50,5 @@ __all__ = [
     "outer_names", "subgraphs", "walk_graphs", "walk_nodes",
     "LARGE_MODEL_BYTES", "ModelLike", "byte_size", "fit_ir_version", "is_large", "is_not_loaded", "light_copy",
     "load_model", "model_opset", "tensor_elem_types", "validate", "without_large_data",
-    "float_tensors", "lean_options", "make_session", "with_outputs",
+    "float_tensors", "lean_options", "make_session", "with_outputs", "ObservingSession",
 ]

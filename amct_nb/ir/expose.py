@@ -6,8 +6,9 @@ nodes that hold the body, all its values of one run flattened into one 1-D tenso
 * ``If``: the branch that holds it outputs it flattened, the other branch an empty tensor; the If gets
   one more output (empty when the branch did not run).
 * ``Loop``: one more scan output (the flattened values of each iteration, stacked by ONNX Runtime, then
-  flattened once more outside); empty when the body never ran. Every iteration must make the same number of
-  values (ONNX Runtime stacks scan outputs of one shape).
+  flattened once more outside); empty when the body never ran. ONNX Runtime stacks scan outputs of one shape
+  only: where the values change size between iterations, :class:`ObservingSession` builds the session again
+  with a loop-carried ``Concat`` accumulator instead.
 
 Nested bodies pass the result up level by level; the main graph's new output keeps the tensor's own name
 (inside, the tensor is renamed). Used on a session's private copy of a model only. Scan bodies are not
@@ -74,9 +75,12 @@ def _empty(name: str, elem: int) -> onnx.NodeProto:
     return helper.make_node("Constant", [], [name], name=f"{name}_Constant", value=numpy_helper.from_array(arr))
 
 
-def expose(model: onnx.ModelProto, names: list[str], elem_types: dict[str, int] | None = None) -> list[str]:
+def expose(model: onnx.ModelProto, names: list[str], elem_types: dict[str, int] | None = None,
+           stack: str = "scan") -> list[str]:
     """Route each body tensor of ``names`` out to a main-graph output of the same name (1-D, see the module
-    docstring), in place; returns the names it routed. Raises ValueError for a tensor of a Scan body."""
+    docstring), in place; returns the names it routed. ``stack="concat"``: Loops gather the values in a
+    loop-carried accumulator instead of a scan output (any number of values per iteration, but each iteration
+    copies what came before). Raises ValueError for a tensor of a Scan body."""
     where = body_paths(model.graph)
     done = []
     for name in names:
@@ -109,13 +113,23 @@ def expose(model: onnx.ModelProto, names: list[str], elem_types: dict[str, int] 
                         a.g.node.append(_empty(e, elem))
                         a.g.output.append(helper.make_tensor_value_info(e, elem, ["amct_n"]))
                 owner.output.append(up)
-            else:  # Loop: body (iter, cond, carried...) -> (cond, carried..., scans...); a new last scan output
+            elif stack == "scan":  # Loop: body (iter, cond, carried...) -> (cond, carried..., scans...)
                 scan = f"{tag}_scan{level}"
                 body.output.append(helper.make_tensor_value_info(cur, elem, ["amct_n"]))
                 owner.output.append(scan)  # [iterations, values per iteration]
                 g.node.append(helper.make_node("Constant", [], [f"{scan}_shape"], name=f"{scan}_shape_Constant",
                                                value=numpy_helper.from_array(np.array([-1], np.int64))))
                 g.node.append(helper.make_node("Reshape", [scan, f"{scan}_shape"], [up], name=f"{scan}_Reshape"))
+            else:  # a loop-carried accumulator: Concat(acc, values), any size per iteration (copies grow)
+                carried = len(owner.input) - 2
+                acc_in, acc_out, init = f"{tag}_acc{level}", f"{tag}_acc{level}_next", f"{tag}_init{level}"
+                body.input.append(helper.make_tensor_value_info(acc_in, elem, ["amct_n"]))
+                body.node.append(helper.make_node("Concat", [acc_in, cur], [acc_out], name=f"{acc_out}_Concat",
+                                                  axis=0))
+                body.output.insert(1 + carried, helper.make_tensor_value_info(acc_out, elem, ["amct_n"]))
+                g.node.insert(0, _empty(init, elem))
+                owner.input.append(init)
+                owner.output.insert(carried, up)
             cur = up
         done.append(name)
     return done

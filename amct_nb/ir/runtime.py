@@ -10,17 +10,19 @@ import onnxruntime as ort
 from onnx import helper, numpy_helper
 
 from ..errors import ModelError
-from .expose import expose
+from .expose import body_paths, expose
 from .external import Spill
 from .model import fit_ir_version, fitted_ir_version, is_large, tensor_elem_types, without_large_data
 
-__all__ = ["make_session", "lean_options", "with_outputs", "float_tensors"]
+__all__ = ["make_session", "lean_options", "with_outputs", "float_tensors", "ObservingSession"]
 
 
 def make_session(model: onnx.ModelProto | Spill, *, threads: int | None = None, optimize: bool = True,
-                 options: ort.SessionOptions | None = None, outputs: list[str] | None = None) -> ort.InferenceSession:
+                 options: ort.SessionOptions | None = None, outputs: list[str] | None = None,
+                 stack: str = "scan") -> ort.InferenceSession:
     """An ONNX Runtime CPU session for a ModelProto, or a model written out as a :class:`~amct_nb.ir.external.Spill`
-    (errors become ModelError); ``outputs``: tensors it also outputs (as :func:`with_outputs`).
+    (errors become ModelError); ``outputs``: tensors it also outputs (as :func:`with_outputs`; a tensor of an
+    If/Loop body comes out flattened, see :mod:`amct_nb.ir.expose`, whose ``stack`` this passes on).
 
     A model over 2 GB goes to ONNX Runtime through a temporary file (a Spill: graph and weights written one
     weight at a time, removed once the session has them): ONNX Runtime maps the weights from it, so the
@@ -41,12 +43,12 @@ def make_session(model: onnx.ModelProto | Spill, *, threads: int | None = None, 
             if outputs or fitted_ir_version(model) != model.ir_version:  # else serialized as it is: no copy
                 m = onnx.ModelProto()
                 m.CopyFrom(model)
-                _add_outputs(m, outputs or [])
+                _add_outputs(m, outputs or [], stack)
                 fit_ir_version(m)
             return ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
         # over 2 GB: the graph without its big weights (a light copy, field by field)
         m = without_large_data(model)
-        _add_outputs(m, outputs or [])
+        _add_outputs(m, outputs or [], stack)
         fit_ir_version(m)
         so.add_session_config_entry("session.disable_prepacking", "1")  # no second copy of the weights
         try:
@@ -111,14 +113,43 @@ def with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
     return m
 
 
-def _add_outputs(m: onnx.ModelProto, names: list[str]) -> None:
+def _add_outputs(m: onnx.ModelProto, names: list[str], stack: str = "scan") -> None:
     if not names:
         return
     have = {o.name for o in m.graph.output}
     types = tensor_elem_types(m)
-    routed = set(expose(m, [n for n in names if n not in have], types))  # tensors of If/Loop bodies: 1-D
+    routed = set(expose(m, [n for n in names if n not in have], types, stack))  # tensors of If/Loop bodies: 1-D
     for n in names:
         if n not in have:
             m.graph.output.append(helper.make_tensor_value_info(n, types.get(n, onnx.TensorProto.FLOAT),
                                                                 ["amct_n"] if n in routed else None))
             have.add(n)
+
+
+class ObservingSession:
+    """``make_session(model, outputs=names, ...)`` for observing tensors, If/Loop bodies' included: when a Loop's
+    tensor turns out to change size between iterations (ONNX Runtime refuses to stack it as a scan output), the
+    session is built again with loop-carried accumulators (``stack="concat"``) and the run repeated."""
+
+    def __init__(self, model, outputs: list[str], **kw):
+        self._model, self._outputs, self._kw = model, outputs, kw
+        self._routed = any(body_paths(model.graph).get(n) for n in outputs) if isinstance(model, onnx.ModelProto) \
+            else False
+        self.stack = "scan"
+        self.session = make_session(model, outputs=outputs, **kw)
+
+    def run(self, names, feed):
+        try:
+            return self.session.run(names, feed)
+        except Exception as e:
+            if not self._routed or self.stack != "scan" or "Inconsistent shape in loop output" not in str(e):
+                raise
+        self.stack = "concat"
+        self.session = make_session(self._model, outputs=self._outputs, stack="concat", **self._kw)
+        return self.session.run(names, feed)
+
+    def get_inputs(self):
+        return self.session.get_inputs()
+
+    def get_outputs(self):
+        return self.session.get_outputs()

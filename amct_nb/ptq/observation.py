@@ -17,7 +17,7 @@ import onnx
 
 from ..data import as_feeds, check_feed, rebatch
 from ..errors import Cancelled, DataError
-from ..ir import float_tensors, input_specs, make_session
+from ..ir import ObservingSession, float_tensors, input_specs
 from ..quant import TensorStats
 from .points import quant_points
 from .prepared import Prepared
@@ -93,7 +93,7 @@ def observe(
     """
     specs = input_specs(model)
     tensors = list(dict.fromkeys(tensors))
-    sess = make_session(model, threads=threads, outputs=tensors)
+    sess = ObservingSession(model, tensors, threads=threads)
     out_names = [o.name for o in sess.get_outputs()]
     pick = [out_names.index(t) for t in tensors]
     obs = Observation({t: TensorStats(t, channels=t in channel_tensors) for t in tensors})
