@@ -221,7 +221,7 @@ def test_branches_with_different_output_types_are_refused_clearly():
     assert "onnxruntime" in str(e.value).lower() or "branch" in str(e.value).lower()
 
 
-def test_a_scan_body_stays_float_with_the_reason():
+def test_a_scan_body_is_quantized():
     r = np.random.default_rng(5)
     body = h.make_graph([h.make_node("MatMul", ["x_t", "W"], ["xw"], name="scan_mm"),
                          h.make_node("Add", ["s_in", "xw"], ["s_out"], name="scan_add"),
@@ -242,10 +242,16 @@ def test_a_scan_body_stays_float_with_the_reason():
     feeds = [{"s0": r.normal(size=16).astype(np.float32), "xs": r.normal(size=(5, 16)).astype(np.float32)}
              for _ in range(8)]
     res = an.quantize(m, feeds, progress=False)
-    assert list(res.quantized_layers) == ["head"]
-    assert "Scan bodies are not" in str(res.plan.float_layers["scan_mm"])
-    ref = run(m, feeds[0])[0]
-    assert np.abs(run(res.deploy_model, feeds[0])[0] - ref).max() < 0.05 * np.abs(ref).max()
+    assert set(res.quantized_layers) == {"scan_mm", "head"}
+    assert "x_t" in res.plan.tensors  # the scan input, quantized inside the body
+    onnx.checker.check_model(res.deploy_model)
+    for f in feeds[:4]:
+        ref = run(m, f)[0]
+        assert np.abs(run(res.deploy_model, f)[0] - ref).max() < 0.05 * np.abs(ref).max()
+    xt = make_session(m, outputs=["x_t"]).run(["x_t"], feeds[0])[0]
+    assert np.array_equal(xt, feeds[0]["xs"].reshape(-1))  # observed: every iteration's slice, in order
+    assert fused_ops(res.deploy_model)["QLinearMatMul"] == 1  # inside the Scan body
+    assert np.array_equal(run(res.fake_quant_model, feeds[0])[0], run(res.deploy_model, feeds[0])[0])
 
 
 def test_a_loop_whose_values_grow_every_iteration():

@@ -1,7 +1,8 @@
 """Tensors of If/Loop bodies as outputs of the main graph, so one ONNX Runtime run can observe them.
 
 ONNX Runtime returns only the main graph's outputs. :func:`expose` routes a body's tensor out through the
-nodes that hold the body, all its values of one run flattened into one 1-D tensor:
+nodes that hold the body, all its values of one run flattened into one 1-D tensor (a Scan body like a Loop's,
+with a scan output):
 
 * ``If``: the branch that holds it outputs it flattened, the other branch an empty tensor; the If gets
   one more output (empty when the branch did not run).
@@ -11,8 +12,8 @@ nodes that hold the body, all its values of one run flattened into one 1-D tenso
   with a loop-carried ``Concat`` accumulator instead.
 
 Nested bodies pass the result up level by level; the main graph's new output keeps the tensor's own name
-(inside, the tensor is renamed). Used on a session's private copy of a model only. Scan bodies are not
-routed (their state variables must keep their shapes): :data:`ROUTED_OWNERS`.
+(inside, the tensor is renamed). Used on a session's private copy of a model only. A Scan whose values change
+size between iterations cannot be observed (its state variables keep their shapes: no accumulator).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from onnx import helper, numpy_helper
 __all__ = ["expose", "ROUTED_OWNERS", "body_paths"]
 
 #: Ops whose bodies' tensors :func:`expose` can route out.
-ROUTED_OWNERS = ("If", "Loop")
+ROUTED_OWNERS = ("If", "Loop", "Scan")
 
 
 def body_paths(graph: onnx.GraphProto) -> dict[str, list[tuple[onnx.GraphProto, onnx.NodeProto, str]]]:
@@ -91,7 +92,7 @@ def expose(model: onnx.ModelProto, names: list[str], elem_types: dict[str, int] 
         owner_ops = {n.op_type for _, n, _ in path}
         if not owner_ops <= set(ROUTED_OWNERS):
             raise ValueError(f"tensor '{name}' is inside a {'/'.join(sorted(owner_ops - set(ROUTED_OWNERS)))} body: "
-                             "only If and Loop bodies can be observed")
+                             "only If, Loop and Scan bodies can be observed")
         _, owner, attr = path[-1]
         body = _body(owner, attr)
         inner, tag = f"{name}__amct_inner", f"{name}__amct"
@@ -113,10 +114,13 @@ def expose(model: onnx.ModelProto, names: list[str], elem_types: dict[str, int] 
                         a.g.node.append(_empty(e, elem))
                         a.g.output.append(helper.make_tensor_value_info(e, elem, ["amct_n"]))
                 owner.output.append(up)
-            elif stack == "scan":  # Loop: body (iter, cond, carried...) -> (cond, carried..., scans...)
+            elif stack == "scan" or owner.op_type == "Scan":  # one more scan output (the last output of both)
                 scan = f"{tag}_scan{level}"
                 body.output.append(helper.make_tensor_value_info(cur, elem, ["amct_n"]))
                 owner.output.append(scan)  # [iterations, values per iteration]
+                for a in owner.attribute:  # a Scan's per-scan-output attributes, when given
+                    if a.name in ("scan_output_axes", "scan_output_directions"):
+                        a.ints.append(0)
                 g.node.append(helper.make_node("Constant", [], [f"{scan}_shape"], name=f"{scan}_shape_Constant",
                                                value=numpy_helper.from_array(np.array([-1], np.int64))))
                 g.node.append(helper.make_node("Reshape", [scan, f"{scan}_shape"], [up], name=f"{scan}_Reshape"))

@@ -104,9 +104,9 @@ def find_layers(model: onnx.ModelProto) -> list[Layer]:
             continue
         text = spec.check(node, idx)
         reason = None if text is None else Reason(Code.UNSUPPORTED, text)
-        if reason is None and any(o not in ("If", "Loop") for o in owners.get(node.name, ())):
-            reason = Reason(Code.SUBGRAPH, f"inside a {'/'.join(owners[node.name])} body: layers of If branches and "
-                                           "Loop bodies are quantized, those of Scan bodies are not")
+        if reason is None and any(o not in ("If", "Loop", "Scan") for o in owners.get(node.name, ())):
+            reason = Reason(Code.SUBGRAPH, f"inside a {'/'.join(owners[node.name])} body: only the bodies of If, "
+                                           "Loop and Scan are quantized")
         w = idx.array(node.input[spec.weight_index]) if idx.is_const(node.input[spec.weight_index]) else None
         if reason is None and w is not None and not np.issubdtype(w.dtype, np.floating):
             reason = Reason(Code.WEIGHT_DTYPE, f"weight is {w.dtype}, not float")
