@@ -81,7 +81,7 @@ def expose(model: onnx.ModelProto, names: list[str], elem_types: dict[str, int] 
     """Route each body tensor of ``names`` out to a main-graph output of the same name (1-D, see the module
     docstring), in place; returns the names it routed. ``stack="concat"``: Loops gather the values in a
     loop-carried accumulator instead of a scan output (any number of values per iteration, but each iteration
-    copies what came before). Raises ValueError for a tensor of a Scan body."""
+    copies what came before). Raises ValueError for a tensor in the body of another op."""
     where = body_paths(model.graph)
     done = []
     for name in names:
