@@ -32,10 +32,11 @@ RUNS = [  # model, per-tensor, weight bits
 ]
 
 
-def load(split: str, n: int):
+def load(split: str, n: int, folder: Path = F):
     from amct_nb.data import IDXDataset, preset
 
-    ds = IDXDataset(F / f"{split}-images-idx3-ubyte.gz", F / f"{split}-labels-idx1-ubyte.gz", preset("fashion-mnist"))
+    ds = IDXDataset(folder / f"{split}-images-idx3-ubyte.gz", folder / f"{split}-labels-idx1-ubyte.gz",
+                    preset("fashion-mnist"))
     return np.stack([ds[i][None] for i in range(n)]).astype(np.float32), np.asarray(ds.labels[:n])
 
 

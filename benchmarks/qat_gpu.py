@@ -22,24 +22,9 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+from benchmarks.qat import load, top1  # noqa: E402
+
 RUNS = [("fmnist-resnet", True), ("fmnist-resnet", False), ("fmnist-mobilenetv2", False)]  # model, per tensor
-
-
-def load(folder: Path, split: str, n: int):
-    from amct_nb.data import IDXDataset, preset
-
-    ds = IDXDataset(folder / f"{split}-images-idx3-ubyte.gz", folder / f"{split}-labels-idx1-ubyte.gz",
-                    preset("fashion-mnist"))
-    return np.stack([ds[i][None] for i in range(n)]).astype(np.float32), np.asarray(ds.labels[:n])
-
-
-def top1(model, x, y) -> float:
-    from amct_nb.ir import make_session
-
-    s = make_session(model)
-    n = s.get_inputs()[0].name
-    pred = np.concatenate([s.run(None, {n: x[i:i + 1000]})[0].argmax(1) for i in range(0, len(x), 1000)])
-    return float((pred == y).mean())
 
 
 def main(argv=None) -> int:
@@ -57,8 +42,8 @@ def main(argv=None) -> int:
         print("torch sees no GPU: nothing to compare", file=sys.stderr)
         return 2
     folder = Path(args.fmnist)
-    x, y = load(folder, "train", 20000)
-    xe, ye = load(folder, "t10k", 10000)
+    x, y = load("train", 20000, folder)
+    xe, ye = load("t10k", 10000, folder)
     gpu = torch.cuda.get_device_name(0)
     out = ["# QAT on a GPU vs the CPU (Fashion-MNIST)", "",
            f"Produced by `python benchmarks/qat_gpu.py --steps {args.steps}` (setup in its docstring) on {gpu}, "

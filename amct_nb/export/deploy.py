@@ -26,11 +26,13 @@ def _dequantize_in_bodies(ed: GraphEdit, mapping: dict[str, str]) -> None:
     """A quantized tensor read inside an If/Loop body it is not made in gets its own DequantizeLinear at the top
     of that body (reading the QuantizeLinear's output from outside), so ONNX Runtime, which fuses the QDQ nodes
     of one graph at a time, finds ``DequantizeLinear -> layer`` there."""
+    scopes = node_scopes(ed.graph)
+    if not any(scopes.values()):  # no If/Loop/Scan: nothing to do
+        return
     made = {}
     for scope, g in walk_graphs(ed.graph):
         made.update({i.name: scope for i in g.input})
         made.update({o: scope for n in g.node for o in n.output})
-    scopes = node_scopes(ed.graph)
     local: dict[tuple[str, str], str] = {}
     quantized = {dn: t for t, dn in mapping.items()}
     for node in walk_nodes(ed.graph):

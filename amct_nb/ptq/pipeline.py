@@ -68,7 +68,8 @@ class Decision:
 
 def _planned(prepared: Prepared, cfg: QuantConfig, obs: Observation, guard: str, forced: dict[str, Reason],
              forced_layers: dict[str, Reason] | None = None) -> tuple[Record, QuantPlan]:
-    idle = {l.name: _IDLE for l in prepared.layers if l.scope and l.scope in _idle_scopes(prepared.model, obs)}
+    idle_scopes = _idle_scopes(prepared.model, obs) if any(l.scope for l in prepared.layers) else set()
+    idle = {l.name: _IDLE for l in prepared.layers if l.scope in idle_scopes}
     forced_layers = {**idle, **(forced_layers or {})}
     record, float_layers, float_tensors = record_from_stats(prepared.model, prepared.layers, cfg, obs, guard, forced,
                                                             forced_layers, cache=prepared.weight_cache)
