@@ -76,6 +76,8 @@ def _add_config_options(c: argparse.ArgumentParser) -> None:
                    help="auto (default): if this CPU's int8 kernels saturate (x86 without VNNI), layers that could "
                         "store uint8 weights (same values, exact); always: do so whatever this CPU is (deploy files "
                         "for other CPUs); pairs: move weight pairs; reduce_range: 7-bit weights; off")
+    c.add_argument("--no-bias-correction", action="store_true",
+                   help="leave biases as they are (default: add the mean shift of each layer's weight rounding)")
     c.add_argument("--nuq", "--nuq-steps", dest="nuq", type=int, choices=[16, 32], metavar="STEPS",
                    help="non-uniform weights (AMCT's NUQ): at most STEPS (16 or 32) int8 values per Conv/Gemm/MatMul "
                         "layer (depthwise convolutions stay uniform)")
@@ -108,6 +110,8 @@ def _config(args):
         cfg.skip_layers += [s for s in args.skip_layers.split(",") if s]
     if args.saturation_guard:
         cfg.saturation_guard = args.saturation_guard
+    if args.no_bias_correction:
+        cfg.bias_correction = False
     return cfg
 
 
@@ -126,7 +130,7 @@ def _with_nuq(cfg, args, layers):
 def cmd_calibrate(args) -> int:
     from . import build, collect_stats, prepare
     from .ir import check_output_dir
-    from .ptq import uses_nuq
+    from .ptq import needs_channel_moments
 
     t0 = time.perf_counter()
     cfg = _config(args)
@@ -135,7 +139,8 @@ def cmd_calibrate(args) -> int:
     cfg = _with_nuq(cfg, args, prepared.layers)
     cfg.validate([l.name for l in prepared.layers])
     data = _open_data(args)
-    stats = collect_stats(prepared, data, progress=not args.quiet, channel_moments=uses_nuq(cfg, prepared.layers))
+    stats = collect_stats(prepared, data, progress=not args.quiet,
+                          channel_moments=needs_channel_moments(cfg, prepared.layers))
     result = build(prepared, cfg, stats)
     paths = result.save(args.output, prefix=args.prefix, compact=args.compact)
     rep = result.report()
@@ -245,7 +250,7 @@ def cmd_auto_calibrate(args) -> int:
     from .auto import AutoCalibrationError, loss_within, search
     from .errors import ConfigError
     from .ir import atomic_write_text, check_output_dir, save_model_file
-    from .ptq import uses_nuq
+    from .ptq import needs_channel_moments
 
     t0 = time.perf_counter()
     cfg = _config(args)
@@ -258,7 +263,7 @@ def cmd_auto_calibrate(args) -> int:
     cfg = _with_nuq(cfg, args, prepared.layers)
     cfg.validate([l.name for l in prepared.layers])
     obs = collect_stats(prepared, _open_data(args), progress=not args.quiet,
-                        channel_moments=uses_nuq(cfg, prepared.layers))
+                        channel_moments=needs_channel_moments(cfg, prepared.layers))
     with tempfile.TemporaryDirectory(prefix="amct-nb-auto-") as work:
 
         def score(res) -> float:

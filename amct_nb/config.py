@@ -54,7 +54,7 @@ _ACT_KEYS = ("num_bits", "act_algo", "asymmetric", "percentile", "max_percentile
 _WTS_KEYS = ("num_bits", "wts_algo", "channel_wise", "num_steps", "num_of_iteration")
 _EXT_KEYS = ("default", "layer_type_overrides", "skip_layer_types", "activation_dtype", "saturation_guard",
              "quantize_outputs", "min_input_channels", "safety_net", "min_sqnr_db", "min_channel_snr_db",
-             "min_output_sqnr_db", "weight_only_fallback", "quantize_activation_matmul")
+             "min_output_sqnr_db", "weight_only_fallback", "quantize_activation_matmul", "bias_correction")
 #: AMCT's IFMR parameters at the defaults its create_quant_config writes (amct-nb reads ``ifmr`` as its MSE search)
 IFMR_DEFAULTS = {"max_percentile": 0.999999, "min_percentile": 0.999999, "search_range": [0.7, 1.3],
                  "search_step": 0.01}
@@ -278,6 +278,12 @@ class QuantConfig:
     #: The fallback ladder (amct_nb.ptq.ladder): weights of layers left float, embedding tables and
     #: recurrent weights are stored int8 (weight-only) where the output check finds it affordable.
     weight_only_fallback: bool = True
+    #: Bias correction: the mean shift that rounding a layer's weights to its grid causes in the
+    #: layer's output, ``sum_k (w - q s) E[x_k]`` per output channel (E[x] from per-channel moments of
+    #: its input kept during calibration), is added to the layer's bias before its int32
+    #: quantization (layers with a bias; written to the record as ``bias_correction`` lines).
+    #: Measured in benchmarks/BIAS_CORRECTION.md.
+    bias_correction: bool = True
 
     def for_layer(self, name: str, op_type: str | None = None) -> LayerConfig:
         """The settings of one layer: its own, else its op type's, else the defaults."""
@@ -365,6 +371,7 @@ class QuantConfig:
             "min_output_sqnr_db": self.min_output_sqnr_db,
             "weight_only_fallback": self.weight_only_fallback,
             "quantize_activation_matmul": self.quantize_activation_matmul,
+            "bias_correction": self.bias_correction,
         }
         if self.type_overrides:
             d["amct_nb"]["layer_type_overrides"] = {t: lc.as_dict() for t, lc in self.type_overrides.items()}
@@ -423,6 +430,7 @@ class QuantConfig:
             cfg.quantize_activation_matmul = _bool(ext.get("quantize_activation_matmul",
                                                            cfg.quantize_activation_matmul), where,
                                                    "quantize_activation_matmul")
+            cfg.bias_correction = _bool(ext.get("bias_correction", cfg.bias_correction), where, "bias_correction")
         except (TypeError, ValueError) as e:
             raise ConfigError(
                 f"{where}: a global setting has the wrong type ({e}): compare with a generated config.json"

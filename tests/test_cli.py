@@ -28,6 +28,12 @@ def test_calibrate_npy(model_file, tmp_path, capsys):
         assert (out / f).is_file(), f
     log = (out / "amct_log/amct_onnx.log").read_text()
     assert "saturation guard" in log and "layer conv1" in log
+    assert "bias correction: 4 of 4" in log and "bias_correction:" in (out / "tmp/record.txt").read_text()
+    off = tmp_path / "off"
+    assert main(["calibrate", str(model_file), "--data", str(data), "--output", str(off), "--quiet",
+                 "--no-bias-correction"]) == 0
+    assert "bias_correction:" not in (off / "tmp/record.txt").read_text()
+    assert json.loads((off / "tmp/config.json").read_text())["amct_nb"]["bias_correction"] is False
 
 
 def test_calibrate_npz_prefix_and_options(model_file, tmp_path, capsys):

@@ -60,8 +60,9 @@ class InferenceSession:
         self._session = make_session(with_outputs(self._model, self._tensors), options=sess_options)
         cfg = QuantConfig.load(self._meta["amct_nb.config_file"])
         layers = [l for l in find_layers(self._model) if l.quantizable]
-        # non-uniform weights use per-channel moments of their layers' inputs
-        inputs = {l.activation for l in layers if cfg.for_layer(l.name, l.op_type).nuq}
+        # non-uniform weights and bias correction use per-channel moments of their layers' inputs
+        inputs = {l.activation for l in layers if cfg.for_layer(l.name, l.op_type).nuq
+                  or (cfg.bias_correction and l.bias is not None)}
         self._stats = {t: TensorStats(t, channels=t in inputs) for t in self._tensors}
         self._specs = input_specs(self._model)
         self.batch_num = int(self._meta.get("amct_nb.batch_num", "1"))

@@ -24,7 +24,7 @@ from ..analysis import SENSITIVITIES, SensitivityBase, local_ranking, output_ran
 from ..config import QuantConfig
 from ..errors import AmctError, Cancelled, ConfigError
 from ..ir import ModelLike
-from ..ptq import Observation, Prepared, QuantResult, build, collect_stats, prepare, rebuild, uses_nuq
+from ..ptq import Observation, Prepared, QuantResult, build, collect_stats, needs_channel_moments, prepare, rebuild
 from .strategy import STRATEGIES, AutoCalibrationStrategyBase, RecoveringSearch
 
 __all__ = ["auto_calibrate", "search", "Trial", "AutoCalibration", "AutoCalibrationError", "loss_within",
@@ -322,7 +322,8 @@ def auto_calibrate(model: ModelLike | Prepared, calibration_data, evaluate: Call
         raise ConfigError("evaluate must be a function model -> metric (a float, higher is better)")
     cfg = (config or QuantConfig()).copy()
     prepared = model if isinstance(model, Prepared) else prepare(model, cfg)
-    obs = collect_stats(prepared, calibration_data, progress=progress, channel_moments=uses_nuq(cfg, prepared.layers))
+    obs = collect_stats(prepared, calibration_data, progress=progress,
+                        channel_moments=needs_channel_moments(cfg, prepared.layers))
 
     def score(res: QuantResult | None) -> float:
         if res is None:

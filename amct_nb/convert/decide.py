@@ -163,14 +163,15 @@ def split_wide_biases(reading: Reading) -> tuple[onnx.ModelProto, list[str]]:
 
 def config_for(reading: Reading, model: onnx.ModelProto, config: QuantConfig | None, guard: str) -> QuantConfig:
     """The settings of a conversion: the QAT model's activation type, its weight layout per layer,
-    no safety net (the numbers are decided), every layer eligible (no stem rule), and no BatchNorm
-    folded into a layer with QAT integers or into a quantized tensor (that would change them)."""
+    no safety net and no bias correction (the numbers are decided), every layer eligible (no stem rule),
+    and no BatchNorm folded into a layer with QAT integers or into a quantized tensor (that would change them)."""
     cfg = (config or QuantConfig()).copy()
     cfg.activation_dtype = _majority(reading.dtypes)
     cfg.saturation_guard = guard
     cfg.safety_net = False
     cfg.min_output_sqnr_db = None
     cfg.min_input_channels = 0
+    cfg.bias_correction = False  # the QAT model's biases are part of what it decided
     keep = set(cfg.skip_fusion_layers)
     for l in find_layers(model):
         if l.weight in reading.consts or l.output in reading.tensors:

@@ -8,7 +8,7 @@ from .plan import plan_from_record, range_spec
 from .points import input_channels, quant_points, select_layers
 from .prepared import Prepared, prepare, prepare_passes
 from .result import OUTPUT_FILES, QuantResult, fusion_info_of, modified_model_for, unsupported_ops
-from .scales import record_from_stats
+from .scales import needs_channel_moments, record_from_stats
 from .weights import layer_weight
 
 __all__ = [
@@ -18,5 +18,5 @@ __all__ = [
     "Prepared", "prepare", "prepare_passes", "rebuild", "reusable_record",
     "OUTPUT_FILES", "QuantResult", "fusion_info_of", "modified_model_for", "unsupported_ops",
     "record_from_stats", "layer_weight", "NUQ_OPS", "mapping_file_layers", "nuq_layers", "nuq_refusal", "with_nuq",
-    "uses_nuq",
+    "uses_nuq", "needs_channel_moments",
 ]

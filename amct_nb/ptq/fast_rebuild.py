@@ -23,7 +23,7 @@ __all__ = ["rebuild", "reusable_record"]
 #: Global settings whose change always needs a full build.
 _GLOBAL = ("skip_layer_types", "activation_offset", "do_fusion", "skip_fusion_layers", "activation_dtype",
            "saturation_guard", "quantize_outputs", "type_overrides", "weight_only_fallback",
-           "quantize_activation_matmul")
+           "quantize_activation_matmul", "bias_correction")
 
 
 def reusable_record(previous: QuantResult, config: QuantConfig) -> Record | None:

@@ -34,12 +34,11 @@ from ..quant.weights import DEFAULT_SCHEME
 from ..reasons import Code, Reason
 from ..record import Record
 from .ladder import choose_weight_only
-from .nuq import uses_nuq
 from .observation import DEFAULT_BATCH_BYTES, Observation, collect_stats
 from .plan import plan_from_record
 from .prepared import Prepared, prepare
-from .result import QuantResult, unsupported_ops, weight_sqnr
-from .scales import record_from_stats
+from .result import QuantResult, bias_correction_summary, unsupported_ops, weight_sqnr
+from .scales import needs_channel_moments, record_from_stats
 
 __all__ = ["build", "quantize", "calibrate_record", "record_decision", "write_models", "Decision",
            "TENSOR_CHECK_ROUNDS"]
@@ -279,6 +278,11 @@ def build(
         d = record_decision(prepared, cfg, record, guard, int_weights)
     lines += d.log
     _require_layers(prepared, d.plan)
+    bc = bias_correction_summary(cfg, d.plan, d.record)
+    if bc["enabled"] or bc["corrected_layers"]:
+        lines.append(f"bias correction: {bc['corrected_layers']} of {bc['layers_with_bias']} int8 layers with a bias "
+                     "take the mean shift of their weights' rounding into it"
+                     + (f"; not: {', '.join(bc['not_corrected'][:5])}" if bc.get("not_corrected") else ""))
     if is_large(prepared.model):  # the cache keeps the plan's integer weights only (a rebuild quantizes again)
         used = {id(l.w_q) for l in d.plan.layers.values()}
         for k in [k for k, v in prepared.weight_cache.items() if id(getattr(v, "q", None)) not in used]:
@@ -325,5 +329,5 @@ def quantize(model: ModelLike, data, config: QuantConfig | None = None, *, progr
     prepared = prepare(model, cfg)
     cfg.validate([l.name for l in prepared.layers])
     stats = collect_stats(prepared, data, progress=progress, cancel=cancel, batch_bytes=batch_bytes,
-                          channel_moments=uses_nuq(cfg, prepared.layers))
+                          channel_moments=needs_channel_moments(cfg, prepared.layers))
     return build(prepared, cfg, stats)

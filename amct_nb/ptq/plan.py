@@ -86,8 +86,8 @@ def plan_from_record(
             b = idx.array(l.bias)
             n_out = spec.out_channels(idx.node(l.name), qw.q)
             bflat = np.broadcast_to(b.reshape(-1), (n_out,)) if b.size in (1, n_out) else b.reshape(-1)
-            if r.bias_correction:  # non-uniform weights: the record's bias correction
-                bflat = bflat + np.asarray(r.bias_correction, np.float64)
+            if r.bias_correction:  # the record's bias correction, added in float32 (as a float bias would hold it)
+                bflat = bflat.astype(np.float32) + np.asarray(r.bias_correction, np.float32)
             bq, bs, fits = quantize_bias(bflat, plan.tensors[l.activation].scale, qw.scale)
             if not fits and given:  # a job's own integers (QAT): int32 is the limit, not calibration's headroom
                 fits = bool(np.all(np.abs(np.round(bflat.astype(np.float64) / bs.astype(np.float64))) <= 2**31 - 1))

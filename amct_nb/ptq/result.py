@@ -119,6 +119,27 @@ def _levels_info(lq) -> dict:
             "weight_levels": int((counts > 0).sum()), "weight_entropy_bits": round(_entropy_bits(counts), 3)}
 
 
+def _bias_info(record: Record, name: str) -> dict:
+    r = record.layers.get(name)
+    if r is None or not r.bias_correction:
+        return {}
+    return {"bias_correction_max_abs": float(np.max(np.abs(r.bias_correction)))}
+
+
+def bias_correction_summary(config: QuantConfig, plan: QuantPlan, record: Record) -> dict:
+    """Which int8 layers with a bias got the rounding's mean shift added to it, and which did not."""
+    biased = [n for n, l in plan.layers.items() if l.b_q is not None]
+    done = [n for n in biased if n in record.layers and record.layers[n].bias_correction]
+    out = {"enabled": bool(config.bias_correction), "corrected_layers": len(done), "layers_with_bias": len(biased)}
+    missed = [n for n in biased if n not in done]
+    if config.bias_correction and missed:
+        out["not_corrected"] = missed
+        out["why_not"] = ("their inputs' per-channel means were not kept (collect_stats(..., channel_moments=True); "
+                          "quantize(), the CLI and the Workbench keep them) or their input has no channel axis the "
+                          "weight reduces over, or the record came without bias_correction lines")
+    return out
+
+
 def _storage(plan: QuantPlan) -> dict:
     """Bits per weight the int8 weights carry (their per-layer entropy, weighted by size): what a compressed
     store of the deploy model's weights needs, 8 for uniform int8 weights that use the whole grid."""
@@ -194,7 +215,7 @@ class QuantResult:
         layers = [
             {"name": n, "op_type": l.op_type, "channel_wise": l.axis is not None, "weight_bits": l.weight_bits,
              "pairs_adjusted": l.pairs_fixed, "weight_sqnr_db": wsqnr(l), "input_sqnr_db": terr(l.activation),
-             **(_levels_info(l) if l.codebook else {})}
+             **_bias_info(self.record, n), **(_levels_info(l) if l.codebook else {})}
             for n, l in self.plan.layers.items()
         ]
         nuq = {"weight_storage": _storage(self.plan)} if any(l.codebook for l in self.plan.layers.values()) else {}
@@ -213,6 +234,7 @@ class QuantResult:
             "saturation_guard": {"mode": self.guard, "reason": self.guard_reason,
                                  "pairs_adjusted": self.plan.pairs_fixed, "uint8_weight_layers": self.plan.uint8_layers,
                                  **platform_report()},
+            "bias_correction": bias_correction_summary(self.config, self.plan, self.record),
             "prepare": list(self.prepared.notes),
             "size_bytes": {"original": orig, "deploy": dep, "ratio": round(dep / max(orig, 1), 4)},
             **nuq,

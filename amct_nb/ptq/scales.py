@@ -17,14 +17,23 @@ from ..config import LayerConfig, QuantConfig
 from ..errors import ConfigError
 from ..ir import GraphIndex
 from ..ops import Layer
-from ..quant import TensorStats, compute_qparams, compute_range, quantize_bias
+from ..quant import BIAS_LIMIT, TensorStats, compute_qparams, compute_range, quantize_bias
 from ..reasons import Code, Reason
 from ..record import TENSOR_PREFIX, LayerRecord, Record
 from .plan import range_spec
 from .points import quant_points, select_layers
 from .weights import bias_correction, input_moments, layer_weight
 
-__all__ = ["record_from_stats"]
+__all__ = ["record_from_stats", "needs_channel_moments"]
+
+
+def needs_channel_moments(config: QuantConfig, layers: list[Layer]) -> bool:
+    """Whether calibration should keep per-channel moments of the layers' inputs
+    (``collect_stats(..., channel_moments=True)``): non-uniform weights weigh their error by them,
+    bias correction needs their means."""
+    on = [l for l in layers if l.quantizable and config.for_layer(l.name, l.op_type).quant_enable]
+    return any(config.for_layer(l.name, l.op_type).nuq for l in on) or (
+        config.bias_correction and any(l.bias is not None for l in on))
 
 
 def _tensor_float(st: TensorStats | None) -> Reason | None:
@@ -85,15 +94,22 @@ def record_from_stats(
                 raise ConfigError(f"layer {l.name} takes non-uniform weights, which weigh their error by per-channel "
                                   "moments of the layer's input: calibrate with collect_stats(..., "
                                   "channel_moments=True) (quantize(), the CLI and the AMCT API do)")
-            moments = st.channel_moments() if lc.nuq and st is not None else None
-            qw = layer_weight(idx, l, lc, guard, scale_x=qp[l.activation][0], moments=moments, cache=cache)
+            moments = st.channel_moments() if st is not None and (lc.nuq or cfg.bias_correction) else None
+            qw = layer_weight(idx, l, lc, guard, scale_x=qp[l.activation][0],
+                              moments=moments if lc.nuq else None, cache=cache)
             if l.bias is not None:
                 b = idx.array(l.bias).reshape(-1)
                 im = input_moments(idx, l, moments) if moments is not None else None
-                if im is not None:  # NUQ: the mean shift its coarser weights cause goes into the bias
+                if im is not None:  # the mean shift the weights' rounding causes goes into the bias
                     # float32, as the record writes it: a record read back gives the same int32 bias
-                    corrections[l.name] = bias_correction(idx, l, qw, im[0]).astype(np.float32).astype(np.float64)
-                    b = np.broadcast_to(b, corrections[l.name].shape) + corrections[l.name]
+                    c = bias_correction(idx, l, qw, im[0]).astype(np.float32).astype(np.float64)
+                    bc = np.broadcast_to(b, c.shape) + c
+                    _, bs, _ = quantize_bias(bc, qp[l.activation][0], qw.scale)
+                    # a channel whose corrected bias would leave the int32 headroom (a weight scale near 0)
+                    # keeps its own bias
+                    c = np.where(np.abs(bc / bs.astype(np.float64)) <= BIAS_LIMIT, c, 0.0)
+                    corrections[l.name] = c
+                    b = np.broadcast_to(b, c.shape) + c
                 _, _, fits = quantize_bias(b, qp[l.activation][0], qw.scale)
                 if not fits:
                     extra_off[l.name] = Reason(Code.BIAS_OVERFLOW,

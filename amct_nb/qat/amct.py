@@ -88,7 +88,7 @@ def create_quant_retrain_config(config_file, model: nn.Module, input_data, confi
 def _config_from_retrain(d: dict) -> tuple[QuantConfig, dict]:
     """(QuantConfig, per-layer clip overrides) of a retrain JSON; errors name the layer and the field."""
     check_retrain_json(d)  # unknown keys, algo, fixed_min
-    cfg = QuantConfig(min_output_sqnr_db=None, batch_num=int(d.get("batch_num", 1)))
+    cfg = QuantConfig(min_output_sqnr_db=None, batch_num=int(d.get("batch_num", 1)), bias_correction=False)
     clips = {}
     for name, v in d.items():
         if not isinstance(v, dict):

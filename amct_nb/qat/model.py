@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+import torch
 from onnx import numpy_helper
 from torch import nn
 
@@ -64,6 +65,7 @@ class QatModel(nn.Module):
                 if plan.guard == "pairs" else None
             self._wkey[name] = quantizer_of[shared] = f"w{i}"
             self.weights[f"w{i}"] = WeightQuant(lq.w_scale, lq.axis, shape, 2 ** (bits - 1) - 1, rows)
+        self._start_from_corrected_biases(ptq)
         self.bns = nn.ModuleDict()
         if train_bn:
             folded = fusion_info(prepared.changes)
@@ -74,6 +76,27 @@ class QatModel(nn.Module):
                 if name in folded and alone and axis is not None and len(node.input) > 2 and \
                         node.input[2] in self.graph.key:
                     self.bns[self._wkey[name]] = FoldedBn(self.graph.param(node.input[1]).shape[axis], axis)
+
+    def _start_from_corrected_biases(self, ptq: QuantResult) -> None:
+        """Training starts from the PTQ model: a layer's bias correction (the mean shift of its weights'
+        rounding) goes into its bias parameter, which training then owns (the exported record has none).
+        A bias that several layers read (one parameter) keeps its float value."""
+        idx = self.graph.index
+        readers: dict[str, int] = {}
+        for lq in ptq.plan.layers.values():
+            if lq.bias is not None and lq.bias in self.graph.key:
+                readers[self.graph.key[lq.bias]] = readers.get(self.graph.key[lq.bias], 0) + 1
+        with torch.no_grad():
+            for name, lq in ptq.plan.layers.items():
+                r = ptq.record.layers.get(name)
+                if r is None or not r.bias_correction or lq.bias not in self.graph.key or idx.node(name) is None:
+                    continue
+                if readers[self.graph.key[lq.bias]] != 1:
+                    continue
+                p = self.graph.param(lq.bias)
+                c = torch.tensor(np.asarray(r.bias_correction, np.float32))
+                if p.numel() == c.numel():  # (a scalar bias broadcast over the channels keeps its value)
+                    p.add_(c.reshape(p.shape).to(p.dtype))
 
     def _layer_hook(self, name: str, activation: str):
         def hook(w, b):
@@ -142,7 +165,10 @@ class QatModel(nn.Module):
         # the trained float weights and biases (the int8 layers' biases are quantized from them; float layers keep them)
         trained = _with_initializers(self.ptq.prepared, {name: self.graph.param(name).detach().numpy()
                                                          for name in self.graph.key})
-        res = build(trained, self.ptq.config, self.ptq.stats, record=rec, int_weights=ints)
+        # the biases' corrections are in the trained biases already
+        cfg = self.ptq.config.copy()
+        cfg.bias_correction = False
+        res = build(trained, cfg, self.ptq.stats, record=rec, int_weights=ints)
         for n, why in self.ptq.float_layers.items():
             if n in res.plan.float_layers:
                 res.plan.float_layers[n] = why if isinstance(why, Reason) else res.plan.float_layers[n]

@@ -210,6 +210,7 @@ def retrain(model, data, *, labels=None, eval_data=None, eval_labels=None, outpu
                         "without labels")
     xe, ye = as_arrays(eval_data, eval_labels, preprocess) if eval_data is not None else (None, None)
     cfg = (config or QuantConfig(min_output_sqnr_db=None)).copy()
+    cfg.bias_correction = False  # training learns the biases (and its record carries none)
     if per_tensor:
         cfg.default.channel_wise = False
     if weight_bits != 8:

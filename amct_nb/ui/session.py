@@ -30,7 +30,7 @@ from amct_nb.auto import AutoCalibration, loss_within, top1_evaluator
 from amct_nb.auto import search as auto_search
 from amct_nb.config import QuantConfig
 from amct_nb.errors import ConfigError, DataError
-from amct_nb.ptq import range_spec, uses_nuq
+from amct_nb.ptq import needs_channel_moments, range_spec
 from amct_nb.quant import RangeSpec, range_errors
 
 __all__ = ["Session", "EVENTS"]
@@ -214,7 +214,7 @@ class Session:
             self.emit("progress", seen, total)
 
         stats = an.collect_stats(self.prepared, self.calibration_data, progress=False, cancel=cancel, on_batch=progress,
-                                 channel_moments=uses_nuq(self.config, self.quantizable))
+                                 channel_moments=needs_channel_moments(self.config, self.quantizable))
         with self._lock:
             self.stats = stats
             if not self.given_result:
@@ -250,11 +250,13 @@ class Session:
         return res
 
     def _needs_moments(self) -> bool:
-        """Whether a NUQ layer's input lacks the per-channel moments its weights need (and data can give them)."""
-        if self.calibration_data is None or not uses_nuq(self.config, self.quantizable):
+        """Whether a layer's input lacks the per-channel moments its NUQ weights or its bias correction need
+        (and data can give them)."""
+        if self.calibration_data is None or not needs_channel_moments(self.config, self.quantizable):
             return False
-        return any(self.config.for_layer(l.name, l.op_type).nuq and l.activation in self.stats
-                   and self.stats[l.activation].channel_moments() is None for l in self.quantizable)
+        return any((self.config.for_layer(l.name, l.op_type).nuq or (self.config.bias_correction and l.bias))
+                   and l.activation in self.stats and self.stats[l.activation].channel_moments() is None
+                   for l in self.quantizable)
 
     def warm_range_errors(self, background: bool = True):
         """Compute every layer's range errors ahead of time (a thread by default), so that
