@@ -16,6 +16,7 @@ import argparse
 import json
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import onnx
@@ -74,8 +75,26 @@ def run_one(model: catalog.RealModel, n: int = 32) -> dict:
         output_sqnr_db=round(min((e["sqnr_db"] for e in rep["output_error"].values()), default=float("nan")), 1),
         output_check_left_float=len(rep["output_check"].get("left_float", [])),
         output_check_before_db=rep["output_check"].get("before_sqnr_db"),
+        bias_corrected_layers=rep.get("bias_correction", {}).get("corrected_layers"),
+        run_at=time.strftime("%Y-%m-%d"),
     )
     return row
+
+
+def _int8_share(r: dict) -> float:
+    """Quantizable layers whose weights are int8 (int8 layers and weight-only ones) over all of them."""
+    q, f = r.get("quantized_layers", 0), r.get("float_layers", 0)
+    wo = r.get("weight_only_layers")
+    wo = wo if isinstance(wo, int) else 0
+    return (q + wo) / max(q + f, 1)
+
+
+def _share(r: dict) -> str:
+    return f"{_int8_share(r):.0%}" if r.get("valid") else ""
+
+
+def _ratio(r: dict) -> str:
+    return f" ({r['deploy_mb'] / r['size_mb']:.2f})" if r.get("valid") and r.get("size_mb") else ""
 
 
 def main():
@@ -108,9 +127,9 @@ def main():
             }
     table = ["| model | task check | amct-nb: valid | amct-nb: check | amct-nb: passes | "
              "int8 / weight-only / float layers | output SQNR dB (output check: before, units left float) | "
-             "size MB fp32 -> amct-nb | amct-nb time s | "
+             "layers with int8 weights | size MB fp32 -> amct-nb (ratio) | amct-nb time s | "
              "ORT: valid | ORT: check | ORT: passes | ORT size MB | ORT time s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         b = base.get(r["name"], {})
         if r.get("valid"):
@@ -127,14 +146,20 @@ def main():
             f"| {r['name']} | {r.get('check_metric', b.get('check_metric', ''))[:45]} | {r.get('valid')} "
             f"| {ours_chk} | {r.get('passed', False)} | {r.get('quantized_layers', 0)} "
             f"/ {r.get('weight_only_layers', '-')} / {r.get('float_layers', 0)} "
-            f"| {r.get('output_sqnr_db', '')}{oc} | {r.get('size_mb', '')} -> {r.get('deploy_mb', '')} "
+            f"| {r.get('output_sqnr_db', '')}{oc} | {_share(r)} "
+            f"| {r.get('size_mb', '')} -> {r.get('deploy_mb', '')}{_ratio(r)} "
             f"| {r.get('time_s', '')} | {b.get('valid', '')} | {b_chk} | {b.get('passed', '')} "
             f"| {b.get('size_mb', '')} | {b.get('time_s', '')} |")
     n_ok = sum(bool(r.get("passed")) for r in rows)
     n_valid = sum(bool(r.get("valid")) for r in rows)
     b_ok = sum(bool(base.get(r["name"], {}).get("passed")) for r in rows)
     b_valid = sum(bool(base.get(r["name"], {}).get("valid")) for r in rows)
+    n85 = sum(_int8_share(r) >= 0.85 for r in rows if r.get("valid"))
+    n85ok = sum(_int8_share(r) >= 0.85 and bool(r.get("passed")) for r in rows if r.get("valid"))
+    n35 = sum(r.get("deploy_mb", 1e9) <= 0.35 * r.get("size_mb", 0) for r in rows if r.get("valid"))
     summary = (f"amct-nb: {n_valid}/{len(rows)} valid models written, {n_ok}/{len(rows)} pass their task check; "
+               f"{n85}/{len(rows)} carry int8 weights on at least 85% of their quantizable layers ({n85ok} of them "
+               f"also pass), {n35}/{len(rows)} are at most 0.35x their float size; "
                f"ONNX Runtime quantize_static: {b_valid}/{len(rows)} valid, {b_ok}/{len(rows)} pass (a model where "
                "nothing was quantized does not count as a pass).")
     head = (f"Produced by `python benchmarks/realmodels/run_ours.py` (calibration: {args.n} feeds, seed 0; "
@@ -142,7 +167,10 @@ def main():
             "`benchmarks/realmodels/baseline_ort.py` (BASELINE.json: quantize_static QDQ, per-channel, MinMax). "
             "Times are wall seconds of one run on this 2-core machine (amct-nb's include its output check). "
             "Weight-only: layers whose weights are stored int8 while the layer computes in float "
-            "(`report()['weight_only']`); '-' = a row from a run before this column was recorded.")
+            "(`report()['weight_only']`); '-' = a row from a run before this column was recorded. Layers with "
+            "int8 weights: (int8 + weight-only) / (int8 + float) quantizable layers. Rows run on: "
+            + ", ".join(f"{d} ({n})" for d, n in sorted(Counter(r.get("run_at", "before 2026-11-28")
+                                                                   for r in rows).items())) + ".")
     (HERE / "OURS.md").write_text("\n".join(["# amct-nb vs ONNX Runtime quantize_static on real third-party models", "",
                                              head, "", summary, "", *table]) + "\n")
     (HERE / "OURS.json").write_text(json.dumps(rows, indent=1) + "\n")
