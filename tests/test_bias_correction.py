@@ -42,7 +42,9 @@ def test_correction_is_the_mean_shift_of_the_rounding(conv_model):
     lq = r.plan.layers["conv1"]
     w = GraphIndex(p.model.graph).array(lq.weight).astype(np.float64)
     err = w - lq.w_q.astype(np.float64) * float(lq.w_scale)
-    want = (err * cal.astype(np.float64).mean(axis=(0, 2, 3))[None, :, None, None]).sum(axis=(1, 2, 3))
+    # 3x3, pads 1 over 16x16: an edge tap reads the input at 15 of 16 output positions per axis
+    cover = np.multiply.outer(*[np.array([15 / 16, 1, 15 / 16])] * 2)
+    want = (err * cal.astype(np.float64).mean(axis=(0, 2, 3))[None, :, None, None] * cover).sum(axis=(1, 2, 3))
     got = np.asarray(r.record.layers["conv1"].bias_correction)
     assert got.shape == (32,)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
@@ -52,6 +54,32 @@ def test_correction_is_the_mean_shift_of_the_rounding(conv_model):
     assert rep == {"enabled": True, "corrected_layers": len(r.plan.layers), "layers_with_bias": len(r.plan.layers)}
     assert all(q["bias_correction_max_abs"] > 0 for q in r.report()["quantized_layers"])
     assert any(line.startswith("bias correction: 4 of 4") for line in r.log_lines)
+
+
+def test_taps_that_only_read_padding_get_no_correction():
+    """A 3x3 Conv (pads 1) over a map one row high (the last layers of a text recogniser): its top and bottom
+    kernel rows multiply zero padding everywhere, so their rounding shifts nothing. Counting them with the
+    input's mean over-corrected ddddocr_rec's recogniser (31 -> 28 of 32 strings)."""
+    from onnx import helper
+
+    r = np.random.default_rng(0)
+    m = models._model([helper.make_node("Conv", ["x", "w", "b"], ["y"], name="conv", pads=[1, 1, 1, 1])],
+                      [models.f32("x", ["N", 8, 1, 32])], [models.f32("y", ["N", 16, 1, 32])],
+                      [models.w("w", r.normal(0, 0.3, (16, 8, 3, 3))), models.w("b", r.normal(0, 0.1, 16))])
+    cal = r.uniform(0.5, 1.5, (32, 8, 1, 32)).astype(np.float32)
+    ev = r.uniform(0.5, 1.5, (64, 8, 1, 32)).astype(np.float32)
+    res = an.quantize(m, cal, _cfg(True, channel_wise=False, wts_bits=4), progress=False)
+    lq = res.plan.layers["conv"]
+    w = GraphIndex(res.prepared.model.graph).array("w").astype(np.float64)
+    err = w - lq.w_q.astype(np.float64) * float(lq.w_scale)
+    cover = np.array([31 / 32, 1, 31 / 32])  # the middle row's left and right taps miss one column
+    want = (err[:, :, 1, :] * cal.astype(np.float64).mean(axis=(0, 2, 3))[None, :, None] * cover).sum(axis=(1, 2))
+    np.testing.assert_allclose(res.record.layers["conv"].bias_correction, want, rtol=1e-5, atol=1e-6)
+    ref = _run(m, ev)
+    off = an.quantize(m, cal, _cfg(False, channel_wise=False, wts_bits=4), progress=False)
+    shift = {bc: np.abs((_run(x.deploy_model, ev) - ref).mean(axis=(0, 2, 3))).mean()
+             for bc, x in ((True, res), (False, off))}
+    assert shift[True] < 0.2 * shift[False], shift
 
 
 @pytest.mark.parametrize("layer", [{"channel_wise": False, "wts_bits": 4}, {"channel_wise": False}, {"wts_bits": 4}])
@@ -133,3 +161,26 @@ def test_efficientnet_per_tensor_every_layer_int8(shared_data):
         dep = np.concatenate([d.run(None, {"input": ev[i:i + 50]})[0] for i in range(0, len(ev), 50)]).argmax(1)
         agree[bc] = (dep == fp).mean()
     assert agree[False] < 0.9 and agree[True] >= 0.95, agree
+
+
+def test_the_safety_net_keeps_it_only_where_the_outputs_gain(conv_model):
+    """With the safety net on, bias correction stays only if the outputs' SQNR on the calibration samples
+    gains BIAS_MIN_GAIN_DB; otherwise the result's config has it off, and the report and log say why."""
+    from amct_nb.ptq.pipeline import BIAS_MIN_GAIN_DB
+
+    m, p, obs, cal, ev = conv_model
+    kept = an.build(p, an.QuantConfig(min_output_sqnr_db=None, min_input_channels=0,
+                                      default=an.LayerConfig(channel_wise=False, wts_bits=4)), obs)
+    chk = kept.report()["bias_correction"]["check"]
+    assert chk["kept"] and chk["with_db"] >= chk["without_db"] + BIAS_MIN_GAIN_DB, chk
+    assert kept.config.bias_correction and kept.report()["bias_correction"]["corrected_layers"] == 4
+    assert any("bias correction check" in line and line.endswith("kept") for line in kept.log_lines)
+    # zero-mean inputs, int8 per channel: the corrections are tiny and gain nothing measurable
+    zp = an.prepare(m, an.QuantConfig())
+    zobs = an.collect_stats(zp, models.images(64, (4, 16, 16), seed=3), progress=False, channel_moments=True)
+    left = an.build(zp, an.QuantConfig(min_output_sqnr_db=None, min_input_channels=0), zobs)
+    chk = left.report()["bias_correction"]["check"]
+    assert not chk["kept"] and chk["with_db"] < chk["without_db"] + BIAS_MIN_GAIN_DB, chk
+    assert left.config.bias_correction is False and "bias_correction:" not in left.record.to_text()
+    assert any("left out (it must gain" in line for line in left.log_lines)
+    assert json.loads(left.config.to_json(zp.layers))["amct_nb"]["bias_correction"] is False

@@ -12,7 +12,8 @@ from ..data import check_feed
 from ..errors import ModelError
 from ..ir import atomic_write_text, input_specs, load_model, make_session, with_outputs
 from ..ops import find_layers
-from ..ptq import Observation, record_from_stats
+from ..ptq import Observation, Prepared, record_from_stats
+from ..ptq.pipeline import bias_check_of
 from ..quant import TensorStats, resolve_guard
 
 __all__ = ["InferenceSession", "modified_metadata", "capture_sessions", "KEEP_SAMPLES"]
@@ -104,5 +105,9 @@ class InferenceSession:
     def _write_record(self):
         cfg = QuantConfig.load(self._meta["amct_nb.config_file"])
         guard, _ = resolve_guard(cfg.saturation_guard)
-        rec, _, _ = record_from_stats(self._model, find_layers(self._model), cfg, self.observation(), guard)
+        obs = self.observation()
+        layers = find_layers(self._model)
+        if cfg.safety_net and cfg.bias_correction and obs.samples:  # as quantize() decides it
+            cfg, _ = bias_check_of(Prepared(self._model, self._model, layers, [], None), cfg, obs, guard)
+        rec, _, _ = record_from_stats(self._model, layers, cfg, obs, guard)
         atomic_write_text(self._meta["amct_nb.record_file"], rec.to_text())

@@ -51,13 +51,15 @@ def units_of(plan: QuantPlan) -> list[Unit]:
 def build_gated(model: onnx.ModelProto, plan: QuantPlan, units: list[Unit]) -> onnx.ModelProto:
     """The float ``model`` with every quantization of ``units`` behind its gate (see the module
     docstring). Tensors go through QuantizeLinear/DequantizeLinear with their grid; weights add
-    ``g * (dequantized int8 weights - weights)``."""
+    ``g * (dequantized int8 weights - weights)``, biases ``g * (dequantized int32 bias - bias)`` (which
+    carries the bias correction)."""
     ed = GraphEdit(model)
     inits = {t.name: t for t in ed.graph.initializer}
     for i in range(len(units)):
         ed.initializer(f"{GATES}_i{i}", np.array(i, np.int64))
     rename: dict[str, str] = {}
     weight_in: dict[str, tuple[int, str]] = {}  # layer -> (weight input index, gated weight)
+    bias_in: dict[str, tuple[int, str]] = {}  # layer -> (bias input index, gated bias)
     for i, u in enumerate(units):
         gu = f"{GATES}_{i}"
         ed.first([helper.make_node("Gather", [GATES, f"{GATES}_i{i}"], [gu], name=f"{gu}_Gather", axis=0)])
@@ -85,11 +87,21 @@ def build_gated(model: onnx.ModelProto, plan: QuantPlan, units: list[Unit]) -> o
             lq = plan.layers[u.weight_of]
             weight_in[lq.name] = (lq.weight_index,
                                   _gated_weight(ed, inits[lq.weight], lq.dequantized_weight(), gu, f"{lq.name}_gw"))
+            b = inits.get(lq.bias) if lq.b_q is not None else None
+            if b is not None and int(np.prod(b.dims)) in (1, lq.b_q.size):  # the int32 bias (bias correction in it)
+                deq = (lq.b_q.astype(np.float64) * lq.b_scale.astype(np.float64)).astype(np.float32)
+                if int(np.prod(b.dims)) == lq.b_q.size:
+                    deq = deq.reshape(tuple(b.dims))
+                bias_in[lq.name] = (lq.bias_index, _gated_weight(ed, b, deq, gu, f"{lq.name}_gb"))
     for n in ed.graph.node:
         if n.name in weight_in:
             k, gated_w = weight_in[n.name]
             n.input[k] = gated_w
-    ed.redirect(rename, skip=lambda n, k: n.name in weight_in and k == weight_in[n.name][0])
+        if n.name in bias_in:
+            k, gated_b = bias_in[n.name]
+            n.input[k] = gated_b
+    ed.redirect(rename, skip=lambda n, k: (n.name in weight_in and k == weight_in[n.name][0])
+                or (n.name in bias_in and k == bias_in[n.name][0]))
     m = ed.finish(drop_unused=False)  # the chains read the original tensors and weights
     m.graph.input.append(helper.make_tensor_value_info(GATES, onnx.TensorProto.FLOAT, [len(units)]))
     return m

@@ -4,7 +4,8 @@ Turning layers off changes no range and no weight scale when all quantized layer
 setting (the layer whose settings decide a tensor's range may change, its settings do not): the
 kept layers' record entries and the scales of the tensors that stay quantization points go into a
 record, and ``build(..., record=...)`` makes the same models a full build makes. Any other
-change gets a full :func:`~amct_nb.ptq.pipeline.build` from the same statistics.
+change gets a full :func:`~amct_nb.ptq.pipeline.build` from the same statistics. Where the safety net left
+bias correction out of the previous build, the fast path keeps that decision (the record has no corrections).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ def reusable_record(previous: QuantResult, config: QuantConfig) -> Record | None
     """The record of ``previous`` restricted to what ``config`` keeps quantized, when the only
     change is layers turned off (see the module docstring); None otherwise."""
     pc, p = previous.config, previous.prepared
+    if _left_out_bias_correction(previous) and config.bias_correction:
+        pc = replace(pc, bias_correction=True)  # the safety net's decision, which the fast path keeps
     if any(getattr(pc, k) != getattr(config, k) for k in _GLOBAL):
         return None
     quantizable = [l for l in p.layers if l.quantizable]
@@ -65,6 +68,12 @@ def reusable_record(previous: QuantResult, config: QuantConfig) -> Record | None
     return rec
 
 
+def _left_out_bias_correction(result: QuantResult) -> bool:
+    """Whether the safety net left bias correction out of ``result`` (see ``ptq.pipeline.bias_check_of``)."""
+    chk = result.output_check.get("bias_correction") if isinstance(result.output_check, dict) else None
+    return bool(chk) and not chk.get("kept", True)
+
+
 def rebuild(previous: QuantResult, config: QuantConfig) -> tuple[QuantResult, bool]:
     """``config`` applied to the prepared model and statistics of ``previous``: (result, whether
     the fast path reused the previous record)."""
@@ -72,6 +81,9 @@ def rebuild(previous: QuantResult, config: QuantConfig) -> tuple[QuantResult, bo
     if rec is None:
         return build(previous.prepared, config, previous.stats), False
     res = build(previous.prepared, config, previous.stats, record=rec)
+    if _left_out_bias_correction(previous):  # the record has no corrections: say why, as the full build did
+        res.config = replace(res.config, bias_correction=False)
+        res.output_check = {**res.output_check, "bias_correction": previous.output_check["bias_correction"]}
     for name, why in list(res.plan.float_layers.items()):
         # enabled but not in the record: float in the previous result too, for the reason it gave
         if why.code == Code.NOT_IN_RECORD and name in previous.plan.float_layers:

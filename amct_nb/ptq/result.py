@@ -234,7 +234,9 @@ class QuantResult:
             "saturation_guard": {"mode": self.guard, "reason": self.guard_reason,
                                  "pairs_adjusted": self.plan.pairs_fixed, "uint8_weight_layers": self.plan.uint8_layers,
                                  **platform_report()},
-            "bias_correction": bias_correction_summary(self.config, self.plan, self.record),
+            "bias_correction": {**bias_correction_summary(self.config, self.plan, self.record),
+                                **({"check": self.output_check["bias_correction"]}
+                                   if "bias_correction" in self.output_check else {})},
             "prepare": list(self.prepared.notes),
             "size_bytes": {"original": orig, "deploy": dep, "ratio": round(dep / max(orig, 1), 4)},
             **nuq,

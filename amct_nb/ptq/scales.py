@@ -99,7 +99,7 @@ def record_from_stats(
                               moments=moments if lc.nuq else None, cache=cache)
             if l.bias is not None:
                 b = idx.array(l.bias).reshape(-1)
-                im = input_moments(idx, l, moments) if moments is not None else None
+                im = input_moments(idx, l, moments, None if lc.nuq else st.shape) if moments is not None else None
                 if im is not None:  # the mean shift the weights' rounding causes goes into the bias
                     # float32, as the record writes it: a record read back gives the same int32 bias
                     c = bias_correction(idx, l, qw, im[0]).astype(np.float32).astype(np.float64)

@@ -17,15 +17,49 @@ from ..ir import GraphIndex, attr
 from ..ops import OPS, Layer
 from ..quant import QuantizedWeight, WeightTask, bias_min_scale, get_scheme, pair_guard
 
-__all__ = ["layer_weight", "given_weight", "input_moments", "bias_correction", "CACHE_ENTRIES"]
+__all__ = ["layer_weight", "given_weight", "input_moments", "tap_coverage", "bias_correction", "CACHE_ENTRIES"]
 
 #: Most weight quantizations kept per cache.
 CACHE_ENTRIES = 512
 
 
-def input_moments(idx: GraphIndex, layer: Layer, moments) -> tuple[np.ndarray, np.ndarray] | None:
+def tap_coverage(node, in_spatial, kernel) -> np.ndarray | None:
+    """For a Conv over an input of spatial size ``in_spatial``: the share of output positions at which each
+    kernel tap reads the input rather than zero padding (shape ``kernel``). A 3x3 kernel over a map one
+    row high reads padding with its top and bottom rows everywhere: 0 there. None when a size is unknown."""
+    if len(in_spatial) != len(kernel) or any(not isinstance(n, (int, np.integer)) or n <= 0 for n in in_spatial):
+        return None
+    nd = len(kernel)
+    strides = list(attr(node, "strides", [1] * nd))
+    dil = list(attr(node, "dilations", [1] * nd))
+    pads = list(attr(node, "pads", [0] * (2 * nd)))
+    auto = attr(node, "auto_pad", b"NOTSET")
+    auto = auto.decode() if isinstance(auto, bytes) else str(auto)
+    cover = np.ones((), np.float64)
+    for d, (n, k) in enumerate(zip(in_spatial, kernel)):
+        s, dl = int(strides[d]), int(dil[d])
+        if auto in ("SAME_UPPER", "SAME_LOWER"):
+            total = max((-(-n // s) - 1) * s + (k - 1) * dl + 1 - n, 0)
+            begin = total // 2 if auto == "SAME_UPPER" else total - total // 2
+            end = total - begin
+        elif auto == "VALID":
+            begin = end = 0
+        else:
+            begin, end = int(pads[d]), int(pads[d + nd])
+        out = (n + begin + end - dl * (k - 1) - 1) // s + 1
+        if out <= 0:
+            return None
+        pos = np.arange(out)[:, None] * s - begin + np.arange(k)[None, :] * dl
+        share = ((pos >= 0) & (pos < n)).mean(axis=0)
+        cover = np.multiply.outer(cover, share)
+    return cover
+
+
+def input_moments(idx: GraphIndex, layer: Layer, moments, in_shape=None) -> tuple[np.ndarray, np.ndarray] | None:
     """(mean, mean square) of the input each weight element multiplies, shaped to broadcast against
-    the weight, from per-channel moments of the layer's input (None when they do not fit)."""
+    the weight, from per-channel moments of the layer's input (None when they do not fit). With the
+    input's shape (``in_shape``, NC...), a Conv's taps that read zero padding at some output positions
+    count it (:func:`tap_coverage`)."""
     if moments is None:
         return None
     mean, sq = (np.asarray(m, np.float64) for m in moments)
@@ -38,7 +72,12 @@ def input_moments(idx: GraphIndex, layer: Layer, moments) -> tuple[np.ndarray, n
             return None
         chan = (np.arange(o)[:, None] // (o // group)) * ipg + np.arange(ipg)[None, :]
         expand = (o, ipg) + (1,) * (len(shape) - 2)
-        return mean[chan].reshape(expand), sq[chan].reshape(expand)
+        m, q = mean[chan].reshape(expand), sq[chan].reshape(expand)
+        cover = tap_coverage(node, tuple(in_shape[2:]), shape[2:]) if in_shape is not None and len(shape) > 2 \
+            else None
+        if cover is not None:
+            m, q = m * cover, q * cover
+        return m, q
     k_axis = 1 if layer.op_type == "Gemm" and int(attr(node, "transB", 0)) else 0
     if len(shape) != 2 or mean.size != shape[k_axis]:
         return None
