@@ -56,7 +56,8 @@ def run_one(an, path, cal, x, ref, y, mode: dict, check: dict, bc: bool) -> dict
 
 def sequential(an, path, cal, x, ref) -> dict:
     """The empirical variant: each layer's output mean matched to the float model's, in order."""
-    from amct_nb.ir import make_session
+    from amct_nb.ir import GraphIndex, make_session
+    from amct_nb.quant import BIAS_LIMIT
 
     def outputs(model, names):
         s = make_session(model, outputs=names)
@@ -75,9 +76,15 @@ def sequential(an, path, cal, x, ref) -> dict:
     names = [n for n, lq in base.plan.layers.items() if lq.b_q is not None]
     fmean = {n: chan_mean(a) for n, a in zip(names, outputs(p.model, [layers[n].output for n in names]))}
     rec, cur = base.record, base
+    idx = GraphIndex(p.model.graph)
     for n in names:
         q = outputs(cur.fake_quant_model, [layers[n].output])[0]
-        rec.layers[n].bias_correction = [float(v) for v in (fmean[n] - chan_mean(q)).astype(np.float32)]
+        c = (fmean[n] - chan_mean(q)).astype(np.float64)
+        lq = base.plan.layers[n]  # a channel whose corrected bias would leave int32 keeps its bias
+        b = idx.array(layers[n].bias).astype(np.float64).reshape(-1)
+        bs = np.float64(base.plan.tensors[lq.activation].scale) * np.asarray(lq.w_scale, np.float64).reshape(-1)
+        c = np.where(np.abs((b + c) / bs) <= BIAS_LIMIT, c, 0.0)
+        rec.layers[n].bias_correction = [float(v) for v in c.astype(np.float32)]
         cur = an.build(p, cfg, obs, record=rec)
     wall = time.perf_counter() - t
     dep = predict(cur.deploy_model, x)

@@ -69,6 +69,9 @@ def run_one(model: catalog.RealModel, n: int = 32) -> dict:
         detail=chk["detail"][:200], quantized_layers=len(rep["quantized_layers"]),
         float_layers=len(rep["float_layers"]), float_tensors=len(rep["float_tensors"]),
         weight_only_layers=len({u for v in wo.values() for u in v.get("users", ())}), weight_only_tensors=len(wo),
+        # weight-only users that are not float layers of the report (Gather tables, LSTM/GRU): extra units
+        weight_only_other=len({u for v in wo.values() for u in v.get("users", ())}
+                              - {f["name"] for f in rep["float_layers"]}),
         unsupported=len(rep["unsupported"]),
         size_mb=round(Path(path).stat().st_size / 1e6, 2), deploy_mb=round(byte_size(dep) / 1e6, 2),
         float_reasons=sorted({r["reason"].split(":")[0][:80] for r in rep["float_tensors"]})[:4],
@@ -82,11 +85,14 @@ def run_one(model: catalog.RealModel, n: int = 32) -> dict:
 
 
 def _int8_share(r: dict) -> float:
-    """Quantizable layers whose weights are int8 (int8 layers and weight-only ones) over all of them."""
+    """Units with weights whose weights are int8 over all of them: int8 layers, float layers (some of them
+    weight-only) and the weight-only units that are no layer (embedding tables, LSTM/GRU weights). Rows
+    without that split count at least the weight-only units beyond the float layers as such units."""
     q, f = r.get("quantized_layers", 0), r.get("float_layers", 0)
     wo = r.get("weight_only_layers")
     wo = wo if isinstance(wo, int) else 0
-    return (q + wo) / max(q + f, 1)
+    other = r.get("weight_only_other", max(0, wo - f))
+    return (q + wo) / max(q + f + other, 1)
 
 
 def _share(r: dict) -> str:
@@ -168,7 +174,8 @@ def main():
             "Times are wall seconds of one run on this 2-core machine (amct-nb's include its output check). "
             "Weight-only: layers whose weights are stored int8 while the layer computes in float "
             "(`report()['weight_only']`); '-' = a row from a run before this column was recorded. Layers with "
-            "int8 weights: (int8 + weight-only) / (int8 + float) quantizable layers. Rows run on: "
+            "int8 weights: (int8 layers + weight-only units) / (int8 layers + float layers + weight-only units "
+            "that are no layer, such as embedding tables and LSTM weights). Rows run on: "
             + ", ".join(f"{d} ({n})" for d, n in sorted(Counter(r.get("run_at", "before 2026-11-28")
                                                                    for r in rows).items())) + ".")
     (HERE / "OURS.md").write_text("\n".join(["# amct-nb vs ONNX Runtime quantize_static on real third-party models", "",
