@@ -29,7 +29,7 @@ from benchmarks.realmodels import catalog  # noqa: E402
 
 def run_one(model: catalog.RealModel, n: int = 32) -> dict:
     import amct_nb as an
-    from amct_nb.ir import byte_size, is_large, make_session
+    from amct_nb.ir import GraphIndex, byte_size, is_large, make_session
 
     path = catalog.fetch(model)
     cal, ev = model.feeds(n, 0), model.feeds(n, 1)
@@ -64,6 +64,11 @@ def run_one(model: catalog.RealModel, n: int = 32) -> dict:
         chk = {"metric": "check raised", "value": float("nan"), "passed": False, "detail": f"{type(e).__name__}: {e}"}
     rep = res.report()
     wo = rep.get("weight_only") or {}
+    idx = GraphIndex(res.prepared.model.graph)
+    by_name = {l.name: l for l in res.prepared.layers}
+    # float "layers" without a constant weight (MatMul between two activations): no weights to store int8
+    weightless = {f["name"] for f in rep["float_layers"]
+                  if f["name"] in by_name and not idx.is_const(by_name[f["name"]].weight)}
     row.update(
         check_metric=chk["metric"], check_value=round(float(chk["value"]), 4), passed=bool(chk["passed"]),
         detail=chk["detail"][:200], quantized_layers=len(rep["quantized_layers"]),
@@ -72,6 +77,7 @@ def run_one(model: catalog.RealModel, n: int = 32) -> dict:
         # weight-only users that are not float layers of the report (Gather tables, LSTM/GRU): extra units
         weight_only_other=len({u for v in wo.values() for u in v.get("users", ())}
                               - {f["name"] for f in rep["float_layers"]}),
+        float_without_weights=len(weightless),
         unsupported=len(rep["unsupported"]),
         size_mb=round(Path(path).stat().st_size / 1e6, 2), deploy_mb=round(byte_size(dep) / 1e6, 2),
         float_reasons=sorted({r["reason"].split(":")[0][:80] for r in rep["float_tensors"]})[:4],
@@ -88,7 +94,7 @@ def _int8_share(r: dict) -> float:
     """Units with weights whose weights are int8 over all of them: int8 layers, float layers (some of them
     weight-only) and the weight-only units that are no layer (embedding tables, LSTM/GRU weights). Rows
     without that split count at least the weight-only units beyond the float layers as such units."""
-    q, f = r.get("quantized_layers", 0), r.get("float_layers", 0)
+    q, f = r.get("quantized_layers", 0), r.get("float_layers", 0) - r.get("float_without_weights", 0)
     wo = r.get("weight_only_layers")
     wo = wo if isinstance(wo, int) else 0
     other = r.get("weight_only_other", max(0, wo - f))
@@ -175,7 +181,8 @@ def main():
             "Weight-only: layers whose weights are stored int8 while the layer computes in float "
             "(`report()['weight_only']`); '-' = a row from a run before this column was recorded. Layers with "
             "int8 weights: (int8 layers + weight-only units) / (int8 layers + float layers + weight-only units "
-            "that are no layer, such as embedding tables and LSTM weights). Rows run on: "
+            "that are no layer, such as embedding tables and LSTM weights); float layers without a constant weight "
+            "(MatMul between two activations) are left out. Rows run on: "
             + ", ".join(f"{d} ({n})" for d, n in sorted(Counter(r.get("run_at", "before 2026-11-28")
                                                                    for r in rows).items())) + ".")
     (HERE / "OURS.md").write_text("\n".join(["# amct-nb vs ONNX Runtime quantize_static on real third-party models", "",
