@@ -109,12 +109,13 @@ def calibrate_record(prepared: Prepared, cfg: QuantConfig, obs: Observation, gua
     when ``cfg.safety_net`` is on and calibration samples were kept."""
     samples = obs.samples if cfg.safety_net else []
     forced: dict[str, Reason] = {t: _IDLE for t, st in obs.stats.items() if st.count == 0}
-    cfg0, bias_check = cfg, {}
+    cfg0, bias_check, first = cfg, {}, None
     if samples and cfg.bias_correction:
-        cfg, bias_check = bias_check_of(prepared, cfg, obs, guard, forced)
+        cfg, bias_check, first = _bias_check(prepared, cfg, obs, guard, forced)
     errors: dict = {}
     for _ in range(TENSOR_CHECK_ROUNDS):
-        record, plan = _planned(prepared, cfg, obs, guard, forced)
+        record, plan = first or _planned(prepared, cfg, obs, guard, forced)  # the check's plan of this cfg
+        first = None
         if not samples:
             break
         errors = tensor_errors(prepared.model, plan, samples, obs)
@@ -135,26 +136,33 @@ def bias_check_of(prepared: Prepared, cfg: QuantConfig, obs: Observation, guard:
                   forced: dict[str, Reason] | None = None) -> tuple[QuantConfig, dict]:
     """The safety net's look at bias correction: the outputs' SQNR on the first calibration samples with
     and without it; it stays on when it gains :data:`BIAS_MIN_GAIN_DB`, else the config goes on without it."""
-    forced = forced or {}
+    cfg, info, _ = _bias_check(prepared, cfg, obs, guard, forced or {})
+    return cfg, info
+
+
+def _bias_check(prepared: Prepared, cfg: QuantConfig, obs: Observation, guard: str,
+                forced: dict[str, Reason]) -> tuple[QuantConfig, dict, tuple | None]:
+    """:func:`bias_check_of`, plus the (record, plan) of the config it returns (None when not made)."""
     record, plan = _planned(prepared, cfg, obs, guard, forced)
     if not plan.layers or is_large(prepared.model) or not any(r.bias_correction for r in record.layers.values()):
-        return cfg, {}
+        return cfg, {}, (record, plan)
     off = cfg.copy()
     off.bias_correction = False
-    _, plan_off = _planned(prepared, off, obs, guard, forced)
+    planned_off = _planned(prepared, off, obs, guard, forced)
+    plan_off = planned_off[1]
     samples = first_samples(obs.samples, BIAS_CHECK_SAMPLES)
     db = {}
     for key, p in (("with_db", plan), ("without_db", plan_off)):
         units = units_of(p)
         gs = GatedSession(prepared.model, p, units)
         if not gs.outputs:
-            return cfg, {}
+            return cfg, {}, (record, plan)
         db[key] = round(float(gs.output_sqnr(np.ones(len(units), np.float32), samples)), 2)
         del gs
     kept = db["with_db"] >= db["without_db"] + BIAS_MIN_GAIN_DB
     info = {**db, "kept": kept, "min_gain_db": BIAS_MIN_GAIN_DB,
             "samples": sum(next(iter(f.values())).shape[0] for f in samples)}
-    return (cfg if kept else off), info
+    return (cfg, info, (record, plan)) if kept else (off, info, planned_off)
 
 
 def _output_stage(prepared: Prepared, cfg: QuantConfig, obs: Observation, guard: str, forced: dict[str, Reason],
