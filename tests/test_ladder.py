@@ -155,3 +155,80 @@ def test_config_round_trip_and_strict_key():
     d["amct_nb"]["weight_only_fallbak"] = True
     with pytest.raises(an.ConfigError, match="weight_only_fallback"):
         an.QuantConfig.from_amct_dict(d)
+
+
+def _lstm_branch(tag: str, h: int = 8) -> onnx.GraphProto:
+    """An LSTM whose W and R are computed in the branch from the main graph's weights as PyTorch writes them
+    (gates reordered: Slice x3 -> Concat -> Unsqueeze), with the same node and tensor names in both branches."""
+    nodes = []
+    for w in ("wih", "whh"):
+        parts = []
+        for k, (a, b) in enumerate([(0, h), (3 * h, 4 * h), (h, 3 * h)]):
+            nodes.append(helper.make_node("Slice", [f"{tag}_{w}", f"s{a}", f"e{b}", "ax0"], [f"{w}_part{k}"],
+                                          name=f"{w}_slice{k}"))
+            parts.append(f"{w}_part{k}")
+        nodes += [helper.make_node("Concat", parts, [f"{w}_cat"], name=f"{w}_concat", axis=0),
+                  helper.make_node("Unsqueeze", [f"{w}_cat", "ax0"], [f"{w}_3d"], name=f"{w}_unsqueeze")]
+    nodes += [helper.make_node("LSTM", ["seq", "wih_3d", "whh_3d"], [f"{tag}_Y"], name=f"{tag}_lstm", hidden_size=h),
+              helper.make_node("Squeeze", [f"{tag}_Y", "ax1"], [f"{tag}_out"], name=f"{tag}_squeeze")]
+    return helper.make_graph(nodes, tag, [], [models.f32(f"{tag}_out", ["T", "N", h])])
+
+
+def test_lstm_weights_computed_inside_if_branches_are_int8():
+    """silero_vad's pattern: each branch of an If computes its LSTM's weights from constants (then an int8
+    head); both branches' weights are stored int8 (the one that never ran is reported unmeasured) and the
+    model stays valid."""
+    r = np.random.default_rng(4)
+    h, i = 8, 12
+    inits = [models.w(f"{t}_{w}", r.normal(0, .3, (4 * h, n))) for t in ("then", "else")
+             for w, n in (("wih", i), ("whh", h))]
+    inits += [onnx.numpy_helper.from_array(np.array([v], np.int64), f"{p}{v}")
+              for p, v in (("s", 0), ("s", h), ("s", 3 * h), ("e", h), ("e", 3 * h), ("e", 4 * h))]
+    inits += [onnx.numpy_helper.from_array(np.array([0], np.int64), "ax0"),
+              onnx.numpy_helper.from_array(np.array([1], np.int64), "ax1"),
+              onnx.numpy_helper.from_array(np.array(0.0, np.float32), "zero")]
+    nodes = [helper.make_node("ReduceMean", ["seq"], ["m"], keepdims=0, name="mean"),
+             helper.make_node("Greater", ["m", "zero"], ["cond"], name="gt"),
+             helper.make_node("If", ["cond"], ["hs"], then_branch=_lstm_branch("then"),
+                              else_branch=_lstm_branch("else"), name="If_0"),
+             helper.make_node("MatMul", ["hs", "head_w"], ["y"], name="head")]
+    inits.append(models.w("head_w", r.normal(0, .3, (h, 4))))
+    g = helper.make_graph(nodes, "if_lstm", [models.f32("seq", ["T", "N", i])], [models.f32("y", ["T", "N", 4])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    onnx.checker.check_model(m, full_check=True)
+    cal = [{"seq": r.normal(0.5, 1, (5, 4, i)).astype(np.float32)} for _ in range(8)]  # the then branch only
+    res = an.quantize(m, cal, progress=False)
+    rec = {w: wo.users for w, wo in res.plan.weight_only.items() if wo.kind == "recurrent"}
+    assert sorted(u for us in rec.values() for u in us) == ["else_lstm", "else_lstm", "then_lstm", "then_lstm"]
+    unmeasured = res.output_check["weight_only"]["not_measured"]
+    assert len(unmeasured) == 2 and all(rec[w] == ("else_lstm",) for w in unmeasured)
+    onnx.checker.check_model(res.deploy_model, full_check=True)
+    assert _sqnr(_run(m, cal[0]), _run(res.deploy_model, cal[0])) > 35
+    # both branches, the one calibration never took included: the int8 weights cost at most the ladder's margin
+    # next to the head's grid (on the else branch calibrated on the other branch's outputs)
+    plain = an.quantize(m, cal, an.QuantConfig(weight_only_fallback=False), progress=False)
+    for mean in (0.5, -0.5):
+        xs = [{"seq": r.normal(mean, 1, (5, 4, i)).astype(np.float32)} for _ in range(4)]
+        ref, ours, base = (np.concatenate([_run(mm, x) for x in xs]) for mm in (m, res.deploy_model,
+                                                                                  plain.deploy_model))
+        assert _sqnr(ref, ours) > _sqnr(ref, base) - ladder.LADDER_MARGIN_DB
+
+
+def test_a_stem_keeps_int8_weights():
+    """The stem rule keeps a first layer over three channels float (int8 is slower there and it is sensitive);
+    its weights are int8 all the same (weight-only), measured by the ladder."""
+    r = np.random.default_rng(5)
+    nodes = [helper.make_node("Conv", ["x", "w0", "b0"], ["c0"], name="stem", pads=[2, 2, 2, 2]),
+             helper.make_node("Relu", ["c0"], ["r0"], name="relu0"),
+             helper.make_node("Conv", ["r0", "w1", "b1"], ["y"], name="conv1", pads=[1, 1, 1, 1])]
+    inits = [models.w("w0", r.normal(0, .3, (16, 3, 5, 5))), models.w("b0", r.normal(0, .1, 16)),
+             models.w("w1", r.normal(0, .1, (16, 16, 3, 3))), models.w("b1", r.normal(0, .1, 16))]
+    g = helper.make_graph(nodes, "stem", [models.f32("x", ["N", 3, 12, 12])], [models.f32("y", ["N", 16, 12, 12])],
+                          inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    cal = r.normal(0, 1, (16, 3, 12, 12)).astype(np.float32)
+    res = an.quantize(m, cal, progress=False)
+    assert res.plan.float_layers["stem"].code == "stem" and "conv1" in res.plan.layers
+    assert res.plan.weight_only["w0"].users == ("stem",) and _dq_readers(res.deploy_model, "w0")[0] == ["stem"]
+    x = {"x": r.normal(0, 1, (4, 3, 12, 12)).astype(np.float32)}
+    assert _sqnr(_run(m, x), _run(res.deploy_model, x)) > 30

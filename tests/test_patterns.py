@@ -305,7 +305,8 @@ def test_old_opset_gets_per_channel_weights_and_a_valid_model(opset):
     int8 = {t.name for t in dep.graph.initializer if t.data_type in (TensorProto.INT8, TensorProto.UINT8)}
     dq_axis = [n for n in dep.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in int8
                and any(a.name == "axis" for a in n.attribute)]
-    assert len(dq_axis) == 2
+    assert len(dq_axis) == 3  # conv2 and fc, and the stem's weights (weight-only: the ladder's step)
+    assert list(res.plan.weight_only) == ["w1"]
     ev = {"x": r.uniform(-1, 1, (8, 3, 12, 12)).astype(np.float32)}
     assert _sqnr_db(run(m, ev)[0], run(dep, ev)[0]) > 25
 

@@ -153,6 +153,11 @@ def test_a_branch_no_sample_took_stays_float_with_the_reason():
     assert set(res.quantized_layers) == {"then_conv", "then_conv2"}
     for name in ("else_conv", "else_conv2"):
         assert "never ran on the calibration data" in str(res.plan.float_layers[name])
+    # the else branch's weights are stored int8 all the same (weight-only), and the report says unmeasured
+    w_else = {l.name: l.weight for l in res.prepared.layers if l.name.startswith("else")}
+    assert {n: res.plan.weight_only[w].users for n, w in w_else.items()} == {n: (n,) for n in w_else}
+    assert res.output_check["weight_only"]["not_measured"] == sorted(w_else.values())
+    assert any("never ran (not measured)" in line for line in res.log_lines)
     xe = r.normal(-0.5, 1, (4, 4, 8, 8)).astype(np.float32)  # the else branch: float, on the int8 grid of x
     ref = run(m, {"x": xe})[0]
     assert np.abs(run(res.deploy_model, {"x": xe})[0] - ref).max() < 0.03 * np.abs(ref).max()
@@ -201,8 +206,11 @@ def test_a_loop_that_never_runs_in_calibration():
     assert list(res.quantized_layers) == ["head"]
     for name in ("body_mm_h", "body_mm_x"):
         assert "never ran on the calibration data" in str(res.plan.float_layers[name])
+    assert set(res.plan.weight_only) == {"W", "U"}  # the body's weights: int8, dequantized for the float MatMuls
+    assert res.output_check["weight_only"]["not_measured"] == ["U", "W"]
     f = loop_feeds(1, 2, seed=3)[0]
-    run(res.deploy_model, f)  # the body runs float later
+    ref = run(loop_model(), f)[0]  # the body runs later, in float on int8 weights
+    assert np.abs(run(res.deploy_model, f)[0] - ref).max() < 0.02 * np.abs(ref).max()
 
 
 def test_branches_with_different_output_types_are_refused_clearly():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import onnx
 from onnx import numpy_helper
@@ -77,7 +79,7 @@ def constants_to_initializers(model: onnx.ModelProto) -> tuple[onnx.ModelProto, 
 
 
 #: Shape-only ops computed here when every input is a constant (a weight reshaped or transposed for a MatMul).
-_FOLDABLE = ("Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Identity")
+_FOLDABLE = ("Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Identity", "Slice", "Concat")
 
 
 def _fold(node: onnx.NodeProto, args: list[np.ndarray]) -> np.ndarray | None:
@@ -95,6 +97,18 @@ def _fold(node: onnx.NodeProto, args: list[np.ndarray]) -> np.ndarray | None:
         if not attrs.get("allowzero", 0):
             shape = [x.shape[i] if v == 0 else v for i, v in enumerate(shape)]
         return x.reshape(shape)
+    if node.op_type == "Concat":
+        return np.concatenate(args, axis=int(attrs["axis"]))
+    if node.op_type == "Slice":  # opset >= 10: starts, ends[, axes[, steps]] as inputs
+        if len(args) < 3 or len(node.input) > 5:
+            return None
+        starts, ends = (np.atleast_1d(a).astype(np.int64) for a in args[1:3])
+        axes = np.atleast_1d(args[3]).astype(np.int64) if len(args) > 3 else np.arange(len(starts))
+        steps = np.atleast_1d(args[4]).astype(np.int64) if len(args) > 4 else np.ones(len(starts), np.int64)
+        index = [slice(None)] * x.ndim
+        for a, b, e, st in zip(axes, starts, ends, steps, strict=True):
+            index[int(a) % x.ndim] = slice(int(b), int(e), int(st))  # numpy clamps as ONNX does
+        return x[tuple(index)]
     axes = args[1] if len(args) > 1 else attrs.get("axes")
     if node.op_type == "Squeeze":
         return np.squeeze(x, axis=None if axes is None else tuple(int(a) for a in np.atleast_1d(axes)))
@@ -105,51 +119,63 @@ def _fold(node: onnx.NodeProto, args: list[np.ndarray]) -> np.ndarray | None:
 
 
 def fold_weight_chains(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[Change]]:
-    """Compute Reshape / Transpose / Squeeze / Unsqueeze / Flatten / Identity nodes of the main graph whose
-    inputs are all initializers, and replace their outputs by initializers: a weight reshaped or transposed
-    on its way to a MatMul is then a constant the layer can quantize (and a weight read both as it is and
-    through such a node is no longer shared)."""
+    """Compute Reshape / Transpose / Squeeze / Unsqueeze / Flatten / Identity / Slice / Concat nodes whose
+    inputs are all initializers, in the main graph and in If/Loop/Scan bodies, and replace their outputs by
+    initializers of the main graph: a weight reshaped or transposed on its way to a MatMul, or an LSTM's
+    gates reordered by Slice and Concat, is then a constant the layer can quantize (and a weight read both
+    as it is and through such a node is no longer shared)."""
     def foldable(node, inits, graph_io):
         ins = [i for i in node.input if i]
         return (node.op_type in _FOLDABLE and node.domain in ("", "ai.onnx") and ins and len(node.output) == 1
                 and all(i in inits and i not in graph_io for i in ins) and node.output[0] not in graph_io)
 
     g = model.graph
-    graph_io = {o.name for o in g.output} | {i.name for i in g.input}
+    io = {o.name for _, sg in walk_graphs(g) for o in [*sg.output, *sg.input]}
     names = {t.name for t in g.initializer}
-    if not any(foldable(n, names, graph_io) for n in g.node):  # nothing to compute: no copy
+    if not any(foldable(n, names, io) for n in walk_nodes(g)):  # nothing to compute: no copy
         return model, []
     out = onnx.ModelProto()
     out.CopyFrom(model)
     g = out.graph
     inits = {t.name: t for t in g.initializer}
     values: dict[str, np.ndarray] = {}
-    keep, folded = [], []
-    for node in g.node:
-        ins = [i for i in node.input if i]
-        if foldable(node, inits, graph_io):
-            try:
-                args = [values.setdefault(i, numpy_helper.to_array(inits[i])) for i in ins]
-                v = _fold(node, args)
-            except (ValueError, TypeError, IndexError):
-                v = None
-            if v is not None:
-                t = numpy_helper.from_array(np.ascontiguousarray(v), node.output[0])
-                g.initializer.append(t)
-                inits[t.name] = t
-                folded.append(node.name or node.output[0])
+    folded = []
+    made = Counter(o for n in walk_nodes(g) for o in n.output)
+    for _, sg in list(walk_graphs(g)):  # the main graph first: a body may read what it computes
+        gone = set()
+        for k, node in enumerate(sg.node):
+            if not foldable(node, inits, io):
                 continue
-        keep.append(node)
+            try:
+                args = [values.setdefault(i, numpy_helper.to_array(inits[i])) for i in node.input if i]
+                v = _fold(node, args)
+            except (ValueError, TypeError, IndexError, KeyError):
+                v = None
+            if v is None:
+                continue
+            name = node.output[0]
+            if made[name] > 1:  # two branches may make the same name: an initializer of the main graph needs its own
+                name = _unique(f"{name}_folded", inits)
+                for n in walk_nodes(sg):
+                    n.input[:] = [name if i == node.output[0] else i for i in n.input]
+            t = numpy_helper.from_array(np.ascontiguousarray(v), name)
+            g.initializer.append(t)
+            inits[name] = t
+            values[name] = v
+            folded.append(node.name or node.output[0])
+            gone.add(k)
+        for k in sorted(gone, reverse=True):  # in place: the bodies stay where they are
+            del sg.node[k]
     if not folded:
         return out, []
-    del g.node[:]
-    g.node.extend(keep)
-    used = {i for n in g.node for i in n.input} | graph_io
-    for sub_node in g.node:  # names read inside subgraphs keep their initializers
-        for a in sub_node.attribute:
-            if a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS):
-                used |= {i for sg in ([a.g] if a.type == onnx.AttributeProto.GRAPH else a.graphs)
-                         for n in sg.node for i in n.input}
+    used = {i for n in walk_nodes(g) for i in n.input} | io
     keep_only(g.initializer, lambda t: t.name in used)  # in place: the kept weights are not copied
     return out, [Change("fold_weight_chains", f"{len(folded)} shape op(s) on constants computed into initializers: "
                                               + ", ".join(folded[:5]) + ("..." if len(folded) > 5 else ""))]
+
+
+def _unique(name: str, taken) -> str:
+    k = 0
+    while f"{name}{k}" in taken:
+        k += 1
+    return f"{name}{k}"

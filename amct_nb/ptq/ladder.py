@@ -11,7 +11,10 @@ Weight-only needs the output check (calibration samples, the safety net on): the
 on the gated model (one session, every subset by its gates): if the outputs lose more than
 :data:`LADDER_MARGIN_DB` of SQNR while over :data:`CLEAN_DB` (or fall under the output target), the most
 harmful weights stay float
-(each weight's harm alone, then a binary search on how many to leave float).
+(each weight's harm alone, then a binary search on how many to leave float). The weights of layers in an
+If branch or Loop body that never ran on the calibration data are stored int8 unmeasured (per-channel
+int8 weights with float activations, as weight-only quantizers store them without data): the ladder's
+``not_measured`` lists them.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import onnx
 from ..analysis import GatedSession, fallback_search, first_samples, harm_of
 from ..config import QuantConfig
 from ..export import QuantPlan, Unit, WeightOnly, units_of
-from ..ir import GraphIndex, is_large, subgraphs, walk_nodes
+from ..ir import GraphIndex, is_large, make_session, node_scopes, walk_nodes
 from ..ops import OPS, Layer
 from ..quant.grid import quantize_weight
 from ..quant.guard import pairs_over_limit
@@ -31,10 +34,13 @@ from ..reasons import Code
 __all__ = ["weight_only_candidates", "choose_weight_only", "LADDER_CODES", "LADDER_MARGIN_DB", "CLEAN_DB",
            "MIN_WEIGHTS"]
 
-#: Why a layer stayed float, for which its weight may still be int8 (not: the user's own choices, the
-#: stem rule, a weight that is not float32, a layer inside a subgraph, a layer missing from a record).
+#: Why a layer stayed float, for which its weight may still be int8: its activations cannot or should not be
+#: int8 (the safety net, a float input, the stem rule: a first layer over one to three channels, an If branch
+#: or Loop body that never ran in calibration, ...). Not: the user's own choices, a weight that is not
+#: float32, a layer missing from a record.
 LADDER_CODES = frozenset({Code.INPUT_FLOAT, Code.BIAS_OVERFLOW, Code.NO_STATS, Code.EMPTY, Code.TENSOR_CHECK,
-                          Code.CHANNEL_CHECK, Code.OUTPUT_CHECK, Code.SHARED_WEIGHT, Code.UNSUPPORTED})
+                          Code.CHANNEL_CHECK, Code.OUTPUT_CHECK, Code.SHARED_WEIGHT, Code.UNSUPPORTED,
+                          Code.STEM, Code.SUBGRAPH})
 
 #: The weight-only weights may cost the outputs at most this much SQNR (dB) on the calibration samples ...
 LADDER_MARGIN_DB = 1.0
@@ -48,31 +54,27 @@ MIN_WEIGHTS = 256
 _RECURRENT = ("LSTM", "GRU", "RNN")
 
 
-def _readers(model: onnx.ModelProto) -> tuple[dict[str, list[str]], set[str]]:
-    """Main-graph readers of each tensor, and the names subgraph bodies read (those stay float)."""
+def _readers(model: onnx.ModelProto) -> dict[str, list[str]]:
+    """Readers of each tensor, If/Loop/Scan bodies' nodes included (a body reads the main graph's weights;
+    the DequantizeLinear of a weight-only weight sits in the main graph, where every body sees it)."""
     readers: dict[str, list[str]] = {}
-    for n in model.graph.node:
+    for n in walk_nodes(model.graph):
         for i in n.input:
             readers.setdefault(i, []).append(n.name)
-    inner = set()
-    for n in model.graph.node:
-        for sub in subgraphs(n):
-            for m in walk_nodes(sub):
-                inner.update(m.input)
-    return readers, inner
+    return readers
 
 
 def weight_only_candidates(model: onnx.ModelProto, layers: list[Layer], plan: QuantPlan) -> dict[str, WeightOnly]:
     """Every float32 constant weight that may be stored int8: the weights of the plan's float layers whose
     reason is in :data:`LADDER_CODES`, Gather tables (2-D or more, per row) and LSTM/GRU/RNN weights."""
     idx = GraphIndex(model.graph)
-    readers, inner = _readers(model)
+    readers = _readers(model)
     taken = {l.weight for l in plan.layers.values()}
     by_name = {l.name: l for l in layers}
     out: dict[str, WeightOnly] = {}
 
     def add(w: str, axis: int, kind: str, node: onnx.NodeProto | None = None, op_type: str | None = None) -> None:
-        if w in out or w in taken or w in inner or w not in idx.initializers:
+        if w in out or w in taken or w not in idx.initializers or not all(readers.get(w, [""])):
             return
         t = idx.initializers[w]
         if t.data_type != onnx.TensorProto.FLOAT or len(t.dims) < 2 or int(np.prod(t.dims)) < MIN_WEIGHTS:
@@ -96,7 +98,7 @@ def weight_only_candidates(model: onnx.ModelProto, layers: list[Layer], plan: Qu
         node = idx.node(name)
         axis = l.channel_axis if l.channel_axis is not None else OPS[l.op_type].channel_axis(node, idx.array(l.weight))
         add(l.weight, axis, "layer", node, l.op_type)
-    for n in model.graph.node:
+    for n in walk_nodes(model.graph):
         if n.op_type == "Gather" and n.input and n.input[0] in idx.initializers:
             axis = next((a.i for a in n.attribute if a.name == "axis"), 0)
             if axis == 0:  # rows are what a Gather on axis 0 picks: one scale per row
@@ -116,6 +118,9 @@ def choose_weight_only(model: onnx.ModelProto, layers: list[Layer], plan: QuantP
     info: dict = {"candidates": len(cands)}
     if not cands:
         return {}, info
+    blind = _never_ran(model, cands, first_samples(samples, 8)) if samples else []
+    if blind:  # read only in If branches / Loop bodies that never ran: the check below cannot see them
+        info["not_measured"] = blind
     if not samples or cfg.min_output_sqnr_db is None or not cfg.safety_net or is_large(model):
         info.update(checked=False, skipped="weight-only needs the output check (calibration samples, safety_net on, "
                                            "min_output_sqnr_db set, a model under 2 GB): every candidate stays float")
@@ -153,6 +158,26 @@ def choose_weight_only(model: onnx.ModelProto, layers: list[Layer], plan: QuantP
     dropped = {wunits[i].name for i in order[:k]}
     info.update(after_sqnr_db=_r(best if k < len(wunits) else before), left_float=sorted(dropped))
     return {w: wo for w, wo in cands.items() if w not in dropped}, info
+
+
+def _never_ran(model: onnx.ModelProto, cands: dict[str, WeightOnly], samples: list[dict]) -> list[str]:
+    """The candidates whose readers all sit in If branches / Loop bodies that ran on none of ``samples``
+    (one float run, each such reader's first output routed out: empty where its body did not run)."""
+    scopes = node_scopes(model.graph)
+    idx = GraphIndex(model.graph)
+    probe = {u: idx.node(u).output[0] for wo in cands.values() for u in wo.users if scopes.get(u)}
+    if not probe or not samples:
+        return []
+    names = sorted(set(probe.values()))
+    sess = make_session(model, outputs=names)
+    out = [o.name for o in sess.get_outputs()]
+    ran = set()
+    for feed in samples:
+        for name, v in zip(out, sess.run(out, feed), strict=True):
+            if name in names and np.asarray(v).size:
+                ran.add(name)
+    return sorted(w for w, wo in cands.items()
+                  if wo.users and all(u in probe and probe[u] not in ran for u in wo.users))
 
 
 def _r(x: float):

@@ -352,7 +352,9 @@ def build(
         d.output_check = {**d.output_check, "weight_only": ladder}
         lines.append(f"fallback ladder: {len(d.plan.weight_only)} of {ladder['candidates']} float weights stored "
                      "int8 (weight-only)" + (f"; outputs {ladder['before_sqnr_db']} -> {ladder['after_sqnr_db']} dB"
-                                             if ladder.get("checked") else f" ({ladder.get('skipped')})"))
+                                             if ladder.get("checked") else f" ({ladder.get('skipped')})")
+                     + (f"; {len(ladder['not_measured'])} of them in bodies that never ran (not measured)"
+                        if ladder.get("not_measured") else ""))
     # the float outputs first: their session and the models' weights are never in memory together
     ref = reference_outputs(prepared.model, obs.samples) if obs.samples else None
     wsq = {}
