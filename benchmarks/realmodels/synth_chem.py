@@ -212,6 +212,25 @@ def _mapping(feed: dict[str, np.ndarray], attention: np.ndarray, multiplier: flo
     return _greedy_mapping(a, bonded[np.ix_(r, r)], bonded[np.ix_(p, p)], multiplier)
 
 
+def _interchangeable(feed: dict[str, np.ndarray]) -> np.ndarray:
+    """Per reactant atom, a class id: atoms of one class are the same to the model (colour refinement of
+    its own inputs: element, neighbour count and role per token, the bond distance between every two
+    tokens), so its attention is equal for them up to float rounding, and which of them the greedy walk
+    picks is a tie broken by noise (two methyl carbons, the oxygens of a symmetric group)."""
+    roles, atoms, nbrs, dist = feed["roles"][0], feed["atoms"][0], feed["neighbors"][0], feed["distances"][0]
+    _, col = np.unique(np.stack([atoms, nbrs, roles], 1), axis=0, return_inverse=True)
+    col = col.reshape(-1)
+    for _ in range(len(roles)):
+        sig = [(int(col[i]), tuple(sorted(zip(dist[i].tolist(), col.tolist(), strict=True))))
+               for i in range(len(roles))]
+        new = np.unique(np.array([hash(x) for x in sig]), return_inverse=True)[1].reshape(-1)
+        done = len(set(new.tolist())) == len(set(col.tolist()))
+        col = new
+        if done:
+            break
+    return col[roles == 2]
+
+
 def _greedy_mapping(attention: np.ndarray, r_adj: np.ndarray, p_adj: np.ndarray, multiplier: float) -> np.ndarray:
     """chython 3.4 ``greedy_mapping``: start at the strongest cell, then extend along the frontier of
     product atoms bonded to placed ones, boosting the neighbourhood of each accepted pair."""
