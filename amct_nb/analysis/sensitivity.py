@@ -57,9 +57,9 @@ class GatedSession:
     """The gated model of ``plan`` in one session, measuring the worst output SQNR (dB) against
     the float outputs for any gate vector (1: quantized, 0: float), on fixed samples."""
 
-    def __init__(self, model: onnx.ModelProto, plan: QuantPlan, units: list[Unit]):
+    def __init__(self, model: onnx.ModelProto, plan: QuantPlan, units: list[Unit], bias_alt: QuantPlan | None = None):
         self.units = units
-        self.session = make_session(build_gated(model, plan, units), options=lean_options())
+        self.session = make_session(build_gated(model, plan, units, bias_alt), options=lean_options())
         self.outputs = [o.name for o in self.session.get_outputs() if o.type in _FLOAT_TYPES]
         self._refs: dict[int, list] = {}
 

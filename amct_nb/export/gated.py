@@ -27,7 +27,9 @@ GATES = "amct_nb_gates"
 class Unit:
     """What one gate switches: a layer's weights (``weight_of``) and/or tensor grids."""
 
-    kind: str  # "layer" | "tensor" | "weight" (a weight-only weight of the plan, ``name`` its initializer)
+    #: "layer" | "tensor" | "weight" (a weight-only weight of the plan, ``name`` its initializer) | "bias_alt"
+    #: (every layer's int32 bias switched to the one of ``build_gated``'s ``bias_alt`` plan, when its gate is 1)
+    kind: str
     name: str
     tensors: tuple[str, ...]
     weight_of: str | None = None
@@ -48,11 +50,15 @@ def units_of(plan: QuantPlan) -> list[Unit]:
     return units
 
 
-def build_gated(model: onnx.ModelProto, plan: QuantPlan, units: list[Unit]) -> onnx.ModelProto:
+def build_gated(model: onnx.ModelProto, plan: QuantPlan, units: list[Unit],
+                bias_alt: QuantPlan | None = None) -> onnx.ModelProto:
     """The float ``model`` with every quantization of ``units`` behind its gate (see the module
     docstring). Tensors go through QuantizeLinear/DequantizeLinear with their grid; weights add
     ``g * (dequantized int8 weights - weights)``, biases ``g * (dequantized int32 bias - bias)`` (which
-    carries the bias correction)."""
+    carries the bias correction). A unit of kind "bias_alt" adds ``g * (alternative - dequantized int32
+    bias)`` to every layer's bias, with the int32 biases of ``bias_alt`` (the same layers and weights,
+    other biases: the plan without bias correction), so one session measures both."""
+    alt_gate = next((f"{GATES}_{i}" for i, u in enumerate(units) if u.kind == "bias_alt"), None)
     ed = GraphEdit(model)
     inits = {t.name: t for t in ed.graph.initializer}
     for i in range(len(units)):
@@ -89,10 +95,16 @@ def build_gated(model: onnx.ModelProto, plan: QuantPlan, units: list[Unit]) -> o
                                   _gated_weight(ed, inits[lq.weight], lq.dequantized_weight(), gu, f"{lq.name}_gw"))
             b = inits.get(lq.bias) if lq.b_q is not None else None
             if b is not None and int(np.prod(b.dims)) in (1, lq.b_q.size):  # the int32 bias (bias correction in it)
-                deq = (lq.b_q.astype(np.float64) * lq.b_scale.astype(np.float64)).astype(np.float32)
-                if int(np.prod(b.dims)) == lq.b_q.size:
-                    deq = deq.reshape(tuple(b.dims))
-                bias_in[lq.name] = (lq.bias_index, _gated_weight(ed, b, deq, gu, f"{lq.name}_gb"))
+                deq = _dequantized_bias(lq, b)
+                gated_b = _gated_weight(ed, b, deq, gu, f"{lq.name}_gb")
+                alt = bias_alt.layers.get(lq.name) if bias_alt is not None and alt_gate else None
+                if alt is not None and alt.b_q is not None and alt.b_q.size == lq.b_q.size:
+                    p = f"{lq.name}_gb_alt"
+                    ed.initializer(f"{p}_delta", (_dequantized_bias(alt, b) - deq).astype(np.float32))
+                    ed.first([helper.make_node("Mul", [f"{p}_delta", alt_gate], [f"{p}_gd"], name=f"{p}_Mul"),
+                              helper.make_node("Add", [gated_b, f"{p}_gd"], [f"{p}_b"], name=f"{p}_Add")])
+                    gated_b = f"{p}_b"
+                bias_in[lq.name] = (lq.bias_index, gated_b)
     for n in ed.graph.node:
         if n.name in weight_in:
             k, gated_w = weight_in[n.name]
@@ -105,6 +117,12 @@ def build_gated(model: onnx.ModelProto, plan: QuantPlan, units: list[Unit]) -> o
     m = ed.finish(drop_unused=False)  # the chains read the original tensors and weights
     m.graph.input.append(helper.make_tensor_value_info(GATES, onnx.TensorProto.FLOAT, [len(units)]))
     return m
+
+
+def _dequantized_bias(lq, b: onnx.TensorProto) -> np.ndarray:
+    """The layer's int32 bias as float32, in the shape of the float bias ``b`` when it has one per channel."""
+    deq = (lq.b_q.astype(np.float64) * lq.b_scale.astype(np.float64)).astype(np.float32)
+    return deq.reshape(tuple(b.dims)) if int(np.prod(b.dims)) == lq.b_q.size else deq
 
 
 def _gated_weight(ed: GraphEdit, init: onnx.TensorProto, dequantized: np.ndarray, gate: str, p: str) -> str:

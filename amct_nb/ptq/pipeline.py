@@ -36,7 +36,7 @@ from ..analysis import (
 )
 from ..config import QuantConfig
 from ..errors import AmctError
-from ..export import QuantPlan, build_deploy, build_fake_quant, units_of
+from ..export import QuantPlan, Unit, build_deploy, build_fake_quant, units_of
 from ..ir import ModelLike, Spill, is_large, is_not_loaded, light_copy, make_session, walk_graphs, walk_nodes
 from ..quant import TensorStats, resolve_guard
 from ..quant.weights import DEFAULT_SCHEME
@@ -148,11 +148,21 @@ def _bias_check(prepared: Prepared, cfg: QuantConfig, obs: Observation, guard: s
         return cfg, {}, (record, plan)
     off = cfg.copy()
     off.bias_correction = False
-    planned_off = _planned(prepared, off, obs, guard, forced)
+    planned_off = _without_correction(prepared, off, record, plan, guard) or _planned(prepared, off, obs, guard, forced)
     plan_off = planned_off[1]
     samples = first_samples(obs.samples, BIAS_CHECK_SAMPLES)
     db = {}
-    for key, p in (("with_db", plan), ("without_db", plan_off)):
+    if _same_but_biases(plan, plan_off):  # one gated session: the last gate swaps in the biases without it
+        units = [*units_of(plan), Unit("bias_alt", "without bias correction", ())]
+        gs = GatedSession(prepared.model, plan, units, bias_alt=plan_off)
+        if not gs.outputs:
+            return cfg, {}, (record, plan)
+        gates = np.ones(len(units), np.float32)
+        db["without_db"] = round(float(gs.output_sqnr(gates, samples)), 2)
+        gates[-1] = 0
+        db["with_db"] = round(float(gs.output_sqnr(gates, samples)), 2)
+        del gs
+    for key, p in () if db else (("with_db", plan), ("without_db", plan_off)):
         units = units_of(p)
         gs = GatedSession(prepared.model, p, units)
         if not gs.outputs:
@@ -163,6 +173,28 @@ def _bias_check(prepared: Prepared, cfg: QuantConfig, obs: Observation, guard: s
     info = {**db, "kept": kept, "min_gain_db": BIAS_MIN_GAIN_DB,
             "samples": sum(next(iter(f.values())).shape[0] for f in samples)}
     return (cfg, info, (record, plan)) if kept else (off, info, planned_off)
+
+
+def _without_correction(prepared: Prepared, off: QuantConfig, record: Record, plan: QuantPlan,
+                        guard: str) -> tuple[Record, QuantPlan] | None:
+    """What ``_planned`` gives for ``off`` (bias correction off), from the record and plan with it: the same
+    scales (bias correction changes no range), without the uniform layers' ``bias_correction`` lines (non-uniform
+    layers keep theirs); None where a bias overflows without its correction (then plan it all again)."""
+    types = {l.name: l.op_type for l in prepared.layers}
+    rec = Record({k: replace(r, bias_correction=[] if k in types and not off.for_layer(k, types[k]).nuq
+                             else list(r.bias_correction)) for k, r in record.layers.items()})
+    try:
+        return rec, plan_from_record(prepared.model, prepared.layers, off, rec, guard, plan.float_layers,
+                                     plan.float_tensors, cache=prepared.weight_cache)
+    except AmctError:
+        return None
+
+
+def _same_but_biases(a: QuantPlan, b: QuantPlan) -> bool:
+    """The two plans quantize the same tensors and layers with the same weights (their biases may differ)."""
+    return (a.tensors.keys() == b.tensors.keys() and a.layers.keys() == b.layers.keys()
+            and all(np.array_equal(a.layers[n].w_q, b.layers[n].w_q)
+                    and (a.layers[n].b_q is None) == (b.layers[n].b_q is None) for n in a.layers))
 
 
 def _output_stage(prepared: Prepared, cfg: QuantConfig, obs: Observation, guard: str, forced: dict[str, Reason],
