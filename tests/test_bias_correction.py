@@ -184,3 +184,28 @@ def test_the_safety_net_keeps_it_only_where_the_outputs_gain(conv_model):
     assert left.config.bias_correction is False and "bias_correction:" not in left.record.to_text()
     assert any("left out (it must gain" in line for line in left.log_lines)
     assert json.loads(left.config.to_json(zp.layers))["amct_nb"]["bias_correction"] is False
+
+
+@pytest.mark.parametrize("layer", [{}, {"channel_wise": False, "wts_bits": 4}])
+def test_the_check_measures_both_in_one_session_as_two_would(conv_model, monkeypatch, layer):
+    """The check derives the plan without bias correction from the record with it (the same ranges) and measures
+    both in one gated session: the same record, and the same SQNRs, as planning and measuring each on its own."""
+    import amct_nb.ptq.pipeline as P
+
+    m, p, obs, cal, ev = conv_model
+    cfg = an.QuantConfig(min_output_sqnr_db=None, min_input_channels=0)
+    for k, v in layer.items():
+        setattr(cfg.default, k, v)
+    record, plan = P._planned(p, cfg, obs, "none", {})
+    off = cfg.copy()
+    off.bias_correction = False
+    derived = P._without_correction(p, off, record, plan, "none")
+    again = P._planned(p, off, obs, "none", {})
+    assert derived[0].to_text() == again[0].to_text() and "bias_correction:" not in derived[0].to_text()
+    assert all(np.array_equal(derived[1].layers[n].b_q, again[1].layers[n].b_q) for n in again[1].layers)
+    one = P.bias_check_of(p, cfg, obs, "none")[1]
+    monkeypatch.setattr(P, "_same_but_biases", lambda a, b: False)  # one session per plan
+    two = P.bias_check_of(p, cfg, obs, "none")[1]
+    assert one["with_db"] != one["without_db"]
+    assert one["with_db"] == pytest.approx(two["with_db"], abs=0.02)
+    assert one["without_db"] == pytest.approx(two["without_db"], abs=0.02) and one["kept"] == two["kept"]

@@ -214,9 +214,10 @@ def test_lstm_weights_computed_inside_if_branches_are_int8():
         assert _sqnr(ref, ours) > _sqnr(ref, base) - ladder.LADDER_MARGIN_DB
 
 
-def test_a_stem_keeps_int8_weights():
+def test_a_stem_keeps_int8_weights(monkeypatch):
     """The stem rule keeps a first layer over three channels float (int8 is slower there and it is sensitive);
-    its weights are int8 all the same (weight-only), measured by the ladder."""
+    its weights are int8 all the same (weight-only), measured by the ladder, where they are a real share of
+    the model's weights (here 1200 of 3504; not under MIN_STEM_SHARE)."""
     r = np.random.default_rng(5)
     nodes = [helper.make_node("Conv", ["x", "w0", "b0"], ["c0"], name="stem", pads=[2, 2, 2, 2]),
              helper.make_node("Relu", ["c0"], ["r0"], name="relu0"),
@@ -232,3 +233,6 @@ def test_a_stem_keeps_int8_weights():
     assert res.plan.weight_only["w0"].users == ("stem",) and _dq_readers(res.deploy_model, "w0")[0] == ["stem"]
     x = {"x": r.normal(0, 1, (4, 3, 12, 12)).astype(np.float32)}
     assert _sqnr(_run(m, x), _run(res.deploy_model, x)) > 30
+    monkeypatch.setattr(ladder, "MIN_STEM_SHARE", 0.5)  # 34% of the weights: a stem too small to bother
+    res = an.quantize(m, cal, progress=False)
+    assert res.plan.float_layers["stem"].code == "stem" and "w0" not in res.plan.weight_only
