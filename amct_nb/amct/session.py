@@ -107,7 +107,8 @@ class InferenceSession:
         guard, _ = resolve_guard(cfg.saturation_guard)
         obs = self.observation()
         layers = find_layers(self._model)
-        if cfg.safety_net and cfg.bias_correction and obs.samples:  # as quantize() decides it
-            cfg, _ = bias_check_of(Prepared(self._model, self._model, layers, [], None), cfg, obs, guard)
-        rec, _, _ = record_from_stats(self._model, layers, cfg, obs, guard)
+        if cfg.safety_net and cfg.bias_correction and obs.samples:  # as quantize() decides it (and its record)
+            _, _, rec = bias_check_of(Prepared(self._model, self._model, layers, [], None), cfg, obs, guard)
+        else:
+            rec, _, _ = record_from_stats(self._model, layers, cfg, obs, guard)
         atomic_write_text(self._meta["amct_nb.record_file"], rec.to_text())

@@ -133,26 +133,28 @@ def calibrate_record(prepared: Prepared, cfg: QuantConfig, obs: Observation, gua
 
 
 def bias_check_of(prepared: Prepared, cfg: QuantConfig, obs: Observation, guard: str,
-                  forced: dict[str, Reason] | None = None) -> tuple[QuantConfig, dict]:
+                  forced: dict[str, Reason] | None = None) -> tuple[QuantConfig, dict, Record]:
     """The safety net's look at bias correction: the outputs' SQNR on the first calibration samples with
-    and without it; it stays on when it gains :data:`BIAS_MIN_GAIN_DB`, else the config goes on without it."""
-    cfg, info, _ = _bias_check(prepared, cfg, obs, guard, forced or {})
-    return cfg, info
+    and without it; it stays on when it gains :data:`BIAS_MIN_GAIN_DB`, else the config goes on without it.
+    Returns (that config, what was measured, the record of that config)."""
+    cfg, info, (record, _) = _bias_check(prepared, cfg, obs, guard, forced or {})
+    return cfg, info, record
 
 
 def _bias_check(prepared: Prepared, cfg: QuantConfig, obs: Observation, guard: str,
                 forced: dict[str, Reason]) -> tuple[QuantConfig, dict, tuple | None]:
-    """:func:`bias_check_of`, plus the (record, plan) of the config it returns (None when not made)."""
+    """:func:`bias_check_of`, with the (record, plan) of the config it returns."""
     record, plan = _planned(prepared, cfg, obs, guard, forced)
     if not plan.layers or is_large(prepared.model) or not any(r.bias_correction for r in record.layers.values()):
         return cfg, {}, (record, plan)
     off = cfg.copy()
     off.bias_correction = False
-    planned_off = _without_correction(prepared, off, record, plan, guard) or _planned(prepared, off, obs, guard, forced)
+    derived = _without_correction(prepared, off, record, plan, guard)
+    planned_off = derived or _planned(prepared, off, obs, guard, forced)
     plan_off = planned_off[1]
     samples = first_samples(obs.samples, BIAS_CHECK_SAMPLES)
     db = {}
-    if _same_but_biases(plan, plan_off):  # one gated session: the last gate swaps in the biases without it
+    if derived is not None:  # the same layers and weights: one gated session, its last gate swaps the biases
         units = [*units_of(plan), Unit("bias_alt", "without bias correction", ())]
         gs = GatedSession(prepared.model, plan, units, bias_alt=plan_off)
         if not gs.outputs:
@@ -189,13 +191,6 @@ def _without_correction(prepared: Prepared, off: QuantConfig, record: Record, pl
                                      plan.float_tensors, cache=prepared.weight_cache)
     except AmctError:
         return None
-
-
-def _same_but_biases(a: QuantPlan, b: QuantPlan) -> bool:
-    """The two plans quantize the same tensors and layers with the same weights (their biases may differ)."""
-    return (a.tensors.keys() == b.tensors.keys() and a.layers.keys() == b.layers.keys()
-            and all(np.array_equal(a.layers[n].w_q, b.layers[n].w_q)
-                    and (a.layers[n].b_q is None) == (b.layers[n].b_q is None) for n in a.layers))
 
 
 def _output_stage(prepared: Prepared, cfg: QuantConfig, obs: Observation, guard: str, forced: dict[str, Reason],
